@@ -1,0 +1,1 @@
+"""Datasets (registered builders), splits, the in-memory batched fast path and augmentation."""
