@@ -68,7 +68,9 @@ class Registry(Generic[T]):
     def unknown_message(self, name: str) -> str:
         close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        return f"unknown {self.kind} '{name}'{hint} (choices: {', '.join(sorted(self._entries))})"
+        names = sorted(self._entries)
+        shown = ", ".join(names) if len(names) <= 20 else ", ".join(names[:20]) + ", ..."
+        return f"unknown {self.kind} '{name}'{hint} ({len(names)} choices: {shown})"
 
     def list(self, pattern: str = "*") -> list[str]:
         """Sorted names matching a shell-style wildcard (``"resnet*"``)."""

@@ -1,3 +1,3 @@
-from archlab.config._base import config_dataclass
+from archlab.config._base import config_dataclass, known_name
 
-__all__ = ["config_dataclass"]
+__all__ = ["config_dataclass", "known_name"]

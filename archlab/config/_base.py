@@ -17,3 +17,10 @@ STRICT = ConfigDict(extra="forbid", validate_assignment=True, arbitrary_types_al
 
 #: Decorator for every config section: ``@config_dataclass class OptimConfig: ...``
 config_dataclass = functools.partial(dataclass, config=STRICT)
+
+
+def known_name(registry, name: str) -> str:
+    """Field-validator body for a registry name: unknown names fail with close matches."""
+    if name not in registry:
+        raise ValueError(registry.unknown_message(name))
+    return name

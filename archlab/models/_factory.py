@@ -38,19 +38,23 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
         kwargs["num_classes"] = num_classes
     if in_chans is not None:
         kwargs["in_chans"] = in_chans
-    params = inspect.signature(builder).parameters
-    accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    check_options(name, kwargs)
+    return builder(**kwargs)
+
+
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """Raise a TypeError listing the valid options if ``options`` has a key the builder lacks."""
+    builder = MODELS.get(name)
     target = builder
-    if accepts_any:
+    if any(p.kind is p.VAR_KEYWORD for p in inspect.signature(builder).parameters.values()):
         # Builders forwarding **kwargs to a model class: validate against the class signature.
         target = MODELS.entry(name).meta.get("model_cls") or builder
     valid = _accepted_kwargs(target)
     if valid is not None:
-        unknown = sorted(set(kwargs) - valid)
+        unknown = sorted(set(options) - valid)
         if unknown:
             raise TypeError(f"model '{name}' got unknown option(s) {unknown}; "
                             f"valid options: {sorted(valid)}")
-    return builder(**kwargs)
 
 
 def _accepted_kwargs(fn: Callable) -> set[str] | None:

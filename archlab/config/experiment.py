@@ -1,0 +1,27 @@
+"""ExperimentConfig composes every component's own config section."""
+
+from __future__ import annotations
+
+from dataclasses import field
+
+from archlab.config._base import config_dataclass
+from archlab.data.config import DataConfig
+from archlab.models.config import ModelConfig
+from archlab.train.callbacks import CallbacksConfig
+from archlab.train.optim import OptimConfig
+from archlab.train.schedules import ScheduleConfig
+from archlab.train.task import TaskConfig
+from archlab.train.trainer import TrainConfig
+
+
+@config_dataclass
+class ExperimentConfig:
+    experiment: str = "default"
+    """Group name in the run store (runs/<experiment>/<run_id>)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)

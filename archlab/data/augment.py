@@ -1,0 +1,119 @@
+"""Batched data augmentation: whole batches on the training device, no per-sample Python.
+
+Each augmentation is a registered callable ``aug(x, generator) -> x`` over uint8 or float
+(B, C, H, W) tensors, drawing every random number from the given ``torch.Generator`` so an epoch
+is a pure function of its seed (which is what makes exact resume possible). Configs list them::
+
+    augment: [flip, {name: random_crop, padding: 2}]
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from archlab.registry import Registry
+
+
+class BatchAugment(Protocol):
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor: ...
+
+
+AUGMENTS: Registry[Callable[..., BatchAugment]] = Registry("augmentation")
+
+
+def _uniform_int(low: int, high: int, n: int, generator: torch.Generator,
+                 device: torch.device) -> torch.Tensor:
+    """n integers uniform in [low, high]."""
+    return torch.randint(low, high + 1, (n,), generator=generator, device=device)
+
+
+def shift_batch(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, pad: int,
+                padding_mode: str = "constant") -> torch.Tensor:
+    """Shift every image b by (dy[b], dx[b]) pixels, |shift| <= pad, filling from the padding.
+
+    Equivalent to padding by ``pad`` and cropping an (H, W) window at offset
+    (pad + dy, pad + dx), done for the whole batch with one gather.
+    """
+    b, c, h, w = x.shape
+    if padding_mode == "constant":
+        xp = F.pad(x, (pad, pad, pad, pad))
+    else:  # reflect/replicate need a float tensor in F.pad
+        xp = F.pad(x.float(), (pad, pad, pad, pad), mode=padding_mode).to(x.dtype)
+    rows = (pad + dy)[:, None] + torch.arange(h, device=x.device)  # (B, H)
+    cols = (pad + dx)[:, None] + torch.arange(w, device=x.device)  # (B, W)
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    # Advanced indices around a slice put the indexed dims first: (B, H, W, C).
+    out = xp[batch, :, rows[:, :, None], cols[:, None, :]]
+    return out.permute(0, 3, 1, 2).contiguous(memory_format=torch.contiguous_format)
+
+
+@AUGMENTS.register("flip")
+class HorizontalFlip:
+    """Mirror each image left-right with probability ``p``."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"flip: p must be in [0, 1], got {p}")
+        self.p = p
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        mask = torch.rand(x.shape[0], generator=generator, device=x.device) < self.p
+        return torch.where(mask[:, None, None, None], x.flip(-1), x)
+
+
+@AUGMENTS.register("random_crop")
+class RandomCrop:
+    """Pad by ``padding`` pixels and crop back to the original size at a random offset."""
+
+    def __init__(self, padding: int = 2, padding_mode: str = "constant") -> None:
+        if padding < 1:
+            raise ValueError(f"random_crop: padding must be >= 1, got {padding}")
+        if padding_mode not in ("constant", "reflect", "replicate"):
+            raise ValueError(f"random_crop: padding_mode must be constant, reflect or replicate, "
+                             f"got {padding_mode!r}")
+        self.padding, self.padding_mode = padding, padding_mode
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n, p = x.shape[0], self.padding
+        dy = _uniform_int(-p, p, n, generator, x.device)
+        dx = _uniform_int(-p, p, n, generator, x.device)
+        return shift_batch(x, dy, dx, p, self.padding_mode)
+
+
+@AUGMENTS.register("translate")
+class RandomTranslate:
+    """Shift by up to ``max_fraction`` of the image size in each axis, filling with zeros."""
+
+    def __init__(self, max_fraction: float = 0.1) -> None:
+        if not 0.0 < max_fraction < 1.0:
+            raise ValueError(f"translate: max_fraction must be in (0, 1), got {max_fraction}")
+        self.max_fraction = max_fraction
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+        py, px = max(1, round(h * self.max_fraction)), max(1, round(w * self.max_fraction))
+        dy = _uniform_int(-py, py, n, generator, x.device)
+        dx = _uniform_int(-px, px, n, generator, x.device)
+        return shift_batch(x, dy, dx, max(py, px))
+
+
+AugmentSpec = Any  # "flip" or {"name": "random_crop", "padding": 2}
+
+
+def build_augment(spec: AugmentSpec) -> BatchAugment:
+    """One augmentation from its config entry; bad names and options fail here, at config time."""
+    if isinstance(spec, str):
+        name, kwargs = spec, {}
+    elif isinstance(spec, dict) and isinstance(spec.get("name"), str):
+        kwargs = {k: v for k, v in spec.items() if k != "name"}
+        name = spec["name"]
+    else:
+        raise ValueError(f"augmentation entry must be a name or a mapping with 'name', got {spec!r}")
+    cls = AUGMENTS.get(name)
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"augmentation '{name}': {e}") from None

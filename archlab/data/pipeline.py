@@ -1,0 +1,65 @@
+"""From a DataConfig to the Trainer's loaders: build, split, subset, batch."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+
+from archlab.data._registry import DATASETS, ArraySplit, DatasetBundle, Split, as_path
+from archlab.data.augment import build_augment
+from archlab.data.config import DataConfig
+from archlab.data.loader import InMemoryLoader, Normalize, StreamingLoader
+from archlab.data.split import balanced_subset, train_val_split
+
+
+@dataclass
+class DataLoaders:
+    train: InMemoryLoader | StreamingLoader
+    val: InMemoryLoader | StreamingLoader
+    test: InMemoryLoader | StreamingLoader
+    bundle: DatasetBundle
+    val_is_test: bool  # no held-out split: validation metrics are test metrics
+
+
+def load_dataset(cfg: DataConfig) -> DatasetBundle:
+    builder = DATASETS.get(cfg.name)
+    valid = set(inspect.signature(builder).parameters) - {"root", "download"}
+    unknown = sorted(set(cfg.options) - valid)
+    if unknown:
+        raise ValueError(f"data.options: dataset '{cfg.name}' has no option(s) {unknown}; "
+                         f"valid options: {sorted(valid)}")
+    return builder(root=as_path(cfg.root), download=cfg.download, **cfg.options)
+
+
+def split_train(cfg: DataConfig, train: Split) -> tuple[Split, Split | None]:
+    val = None
+    if cfg.val_fraction > 0:
+        train, val = train_val_split(train, cfg.val_fraction, cfg.split_seed)
+    if cfg.subset_fraction is not None or cfg.subset_per_class is not None:
+        train = balanced_subset(train, fraction=cfg.subset_fraction,
+                                per_class=cfg.subset_per_class, seed=cfg.split_seed)
+    return train, val
+
+
+def build_loaders(cfg: DataConfig, *, device: torch.device, seed: int, channels_last: bool = False,
+                  rank: int = 0, world_size: int = 1,
+                  bundle: DatasetBundle | None = None) -> DataLoaders:
+    bundle = bundle if bundle is not None else load_dataset(cfg)
+    train, val = split_train(cfg, bundle.train)
+    normalize = Normalize(bundle.mean, bundle.std, device, channels_last)
+    augment = [build_augment(spec) for spec in cfg.augment]
+
+    def make(split: Split, training: bool):
+        common = dict(normalize=normalize, device=device, shuffle=training, drop_last=training,
+                      seed=seed, rank=rank, world_size=world_size,
+                      augment=augment if training else ())
+        batch = cfg.batch_size if training else cfg.eval_batch_size
+        if isinstance(split, ArraySplit):
+            return InMemoryLoader(split, batch, **common)
+        return StreamingLoader(split, batch, num_workers=cfg.num_workers, **common)
+
+    return DataLoaders(train=make(train, True), val=make(val if val is not None else bundle.test,
+                                                         False),
+                       test=make(bundle.test, False), bundle=bundle, val_is_test=val is None)

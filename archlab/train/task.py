@@ -1,0 +1,78 @@
+"""Tasks: model + loss -> a dict with ``loss`` (and ``logits``, ...).
+
+The Trainer only reads ``out["loss"]`` (and hands the dict to callbacks), so classifiers,
+autoencoders and language models all train in the same loop. A task is registered by name and
+configured by its own :class:`TaskConfig` slice.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Protocol
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, field_validator
+from torch import nn
+
+from archlab.config import config_dataclass, known_name
+from archlab.registry import Registry
+
+
+@config_dataclass
+class TaskConfig:
+    name: str = "classification"
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    """Szegedy et al. 2016: target = (1 - ε) one-hot + ε / K."""
+    aux_loss_weight: Annotated[float, Field(ge=0.0)] = 0.3
+    """Weight of auxiliary classifier losses (GoogLeNet: 0.3) for models that return them."""
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        return known_name(TASKS, name)
+
+
+class Task(Protocol):
+    model: nn.Module
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        ...
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        ...
+
+
+TASKS: Registry[type] = Registry("task")
+
+
+@TASKS.register("classification")
+class ClassificationTask:
+    """Cross-entropy on logits; models with auxiliary heads return
+    ``{"logits": ..., "aux_logits": [...]}`` in training and add their weighted losses."""
+
+    def __init__(self, model: nn.Module, cfg: TaskConfig) -> None:
+        self.model, self.cfg = model, cfg
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, target, label_smoothing=self.cfg.label_smoothing)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x, y = batch
+        out = self.model(x)
+        if isinstance(out, dict):
+            logits = out["logits"]
+            loss = self.loss(logits, y)
+            for aux in out.get("aux_logits", ()):
+                loss = loss + self.cfg.aux_loss_weight * self.loss(aux, y)
+        else:
+            logits = out
+            loss = self.loss(logits, y)
+        return {"loss": loss, "logits": logits, "target": y}
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        return out["logits"] if isinstance(out, dict) else out
+
+
+def build_task(model: nn.Module, cfg: TaskConfig):
+    return TASKS.get(cfg.name)(model, cfg)
