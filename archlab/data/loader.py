@@ -35,9 +35,10 @@ def shard_indices(n: int, shuffle: bool, seed: int, epoch: int, rank: int,
         order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)))
     else:
         order = torch.arange(n)
-    if world_size > 1 and shuffle:
-        total = -(-n // world_size) * world_size
-        order = torch.cat([order, order[: total - n]])  # pad by wrapping, as DistributedSampler
+    if world_size > 1:
+        if shuffle:  # pad by wrapping around, as DistributedSampler does
+            total = -(-n // world_size) * world_size
+            order = torch.cat([order, order[: total - n]])
         order = order[rank::world_size]
     return order
 

@@ -2,7 +2,8 @@
 
 Both are stratified by class so a 10% validation split or a 100-per-class subset keeps the class
 balance of the source; both are pure functions of (labels, seed), so a run is reproducible.
-Works on in-memory :class:`ArraySplit` s and on any ``Dataset`` exposing ``targets``.
+Works on in-memory :class:`ArraySplit` s and on any ``Dataset`` exposing ``labels`` or
+``targets``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ def labels_of(split: Split) -> torch.Tensor:
         return split.labels
     if isinstance(split, Subset):
         return labels_of(split.dataset)[torch.as_tensor(split.indices)]
-    targets = getattr(split, "targets", None)
+    targets = getattr(split, "labels", None)
     if targets is None:
-        raise TypeError(f"{type(split).__name__} has no 'targets'; cannot stratify it by class")
+        targets = getattr(split, "targets", None)
+    if targets is None:
+        raise TypeError(f"{type(split).__name__} has no 'labels' or 'targets'; cannot stratify "
+                        f"it by class")
     return torch.as_tensor(targets)
 
 
