@@ -1,0 +1,46 @@
+"""Evaluate a checkpoint on its own: rebuild the model from the config it carries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from archlab.config.loading import build_config
+from archlab.data.pipeline import build_loaders, load_dataset
+from archlab.models import create_model
+from archlab.train.checkpoint_io import load_checkpoint
+from archlab.train.evaluate import evaluate
+from archlab.train.precision import resolve_precision
+from archlab.train.task import build_task
+
+
+def evaluation_state_dict(checkpoint: dict) -> dict[str, torch.Tensor]:
+    """The weights a checkpoint was evaluated with: the EMA average if EMA was on."""
+    for key, state in checkpoint.get("trainer", {}).get("callbacks", {}).items():
+        if key.endswith(":EMA") and state.get("shadow"):
+            return state["shadow"]
+    return checkpoint["model"]
+
+
+def load_model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
+    """(model with evaluation weights, its ExperimentConfig, the dataset bundle)."""
+    checkpoint = load_checkpoint(path)
+    cfg = build_config(checkpoint["config"], f"config stored in {path}")
+    bundle = load_dataset(cfg.data)
+    model = create_model(cfg.model.name, num_classes=bundle.num_classes,
+                         in_chans=bundle.in_chans, **cfg.model.options)
+    model.load_state_dict(evaluation_state_dict(checkpoint))
+    return model.to(device).eval(), cfg, bundle
+
+
+def evaluate_checkpoint(path: str | Path, *, split: str = "test", tta_flip: bool | None = None,
+                        device: str = "cpu") -> dict[str, float]:
+    model, cfg, bundle = load_model_from_checkpoint(path, device)
+    loaders = build_loaders(cfg.data, device=torch.device(device), seed=cfg.train.seed,
+                            bundle=bundle)
+    loader = loaders.test if split == "test" else loaders.val
+    task = build_task(model, cfg.task)
+    flip = cfg.train.tta_flip if tta_flip is None else tta_flip
+    return evaluate(task, loader, resolve_precision("fp32", torch.device(device)), tta_flip=flip,
+                    prefix=split)

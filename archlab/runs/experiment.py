@@ -1,0 +1,185 @@
+"""run_experiment(cfg) -> RunResult: the single entry point used by the CLI, tests and studies.
+
+It builds every component from its own config slice, wires the callbacks, trains with the one
+Trainer, evaluates on the test split and records everything in the RunStore.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from archlab.config.experiment import ExperimentConfig
+from archlab.config.loading import build_config, config_to_dict, save_config
+from archlab.data.pipeline import build_loaders, load_dataset
+from archlab.models import create_model
+from archlab.runs.provenance import collect_meta
+from archlab.runs.store import RunStore, truncate_metrics
+from archlab.train.callbacks import (EMA, Callback, EarlyStopping, MetricLogger, ModelCheckpoint,
+                                     ProgressBar)
+from archlab.train.checkpoint_io import load_checkpoint
+from archlab.train.distributed import barrier, broadcast_object, init_distributed
+from archlab.train.optim import build_optimizer
+from archlab.train.precision import resolve_precision
+from archlab.train.reproducibility import seed_everything, set_deterministic
+from archlab.train.schedules import build_schedule
+from archlab.train.task import build_task
+from archlab.train.trainer import Trainer
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    run_dir: Path
+    status: str  # completed | failed
+    metrics: dict[str, float]
+    error: str | None = None
+    model: nn.Module | None = field(default=None, repr=False)  # trained (evaluation) weights
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "completed"
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank)
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device={name} but CUDA is not available; use auto or cpu")
+    return device
+
+
+def has_conv(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def run_experiment(cfg: ExperimentConfig, *, runs_dir: str | Path = "runs",
+                   resume: str | Path | None = None, callbacks: Sequence[Callback] = (),
+                   progress: bool | None = None) -> RunResult:
+    """Train and evaluate one configuration; ``resume`` continues a run from its last checkpoint."""
+    device = resolve_device(cfg.train.device)
+    dist = init_distributed(device)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+    set_deterministic(cfg.train.deterministic)
+    store = RunStore(runs_dir)
+    config_dict = config_to_dict(cfg)
+
+    # --- the run directory (rank 0 creates it, the others are told where it is)
+    resume_state = None
+    if resume is not None:
+        record = store.get(resume)
+        resume_state = load_checkpoint(record.path / "checkpoints" / "last.ckpt")
+        run_id, run_dir = record.run_id, record.path
+        if dist.is_main:
+            truncate_metrics(run_dir, resume_state["trainer"]["global_step"])
+            store.update(run_id, status="running")
+    elif dist.is_main:
+        record = store.create_run(cfg.experiment, seed=cfg.train.seed, model=cfg.model.name,
+                                  dataset=cfg.data.name)
+        run_id, run_dir = record.run_id, record.path
+    else:
+        run_id, run_dir = None, None
+    run_id, run_dir = broadcast_object((run_id, run_dir), dist)
+
+    try:
+        result = _train(cfg, config_dict, store, run_id, Path(run_dir), device, dist,
+                        resume_state, callbacks, progress)
+    except BaseException as e:
+        if dist.is_main:
+            status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+            store.update(run_id, status=status, error=f"{type(e).__name__}: {e}")
+        raise
+    return result
+
+
+def _train(cfg, config_dict, store, run_id, run_dir: Path, device, dist, resume_state,
+           extra_callbacks, progress) -> RunResult:
+    seed_everything(cfg.train.seed)
+    precision = resolve_precision(cfg.train.precision, device)
+    bundle = load_dataset(cfg.data)
+    model = create_model(cfg.model.name, num_classes=bundle.num_classes, in_chans=bundle.in_chans,
+                         **cfg.model.options)
+    channels_last = has_conv(model) if cfg.train.channels_last is None else cfg.train.channels_last
+    model = model.to(device, memory_format=torch.channels_last if channels_last
+                     else torch.preserve_format)
+    loaders = build_loaders(cfg.data, device=device, seed=cfg.train.seed,
+                            channels_last=channels_last, rank=dist.rank,
+                            world_size=dist.world_size, bundle=bundle)
+    if dist.is_main and resume_state is None:
+        save_config(cfg, run_dir / "config.yaml")
+        meta = collect_meta(run_id=run_id, seed=cfg.train.seed, device=str(device),
+                            precision=precision.name, channels_last=channels_last,
+                            world_size=dist.world_size, dataset_source=bundle.source,
+                            train_batches_per_epoch=len(loaders.train),
+                            val_is_test=loaders.val_is_test)
+        (run_dir / "meta.json").write_text(json.dumps(meta, indent=2))
+
+    net: nn.Module = torch.compile(model) if cfg.train.compile else model
+    if dist.enabled:
+        net = nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None)
+    task = build_task(net, cfg.task)
+    optimizer = build_optimizer(model, cfg.optim)
+    steps_per_epoch = math.ceil(len(loaders.train) / cfg.train.accumulate_steps)
+    scheduler = build_schedule(optimizer, cfg.schedule, epochs=cfg.train.epochs,
+                               steps_per_epoch=steps_per_epoch)
+
+    cbs: list[Callback] = []
+    if cfg.callbacks.ema.enabled:
+        cbs.append(EMA(cfg.callbacks.ema.decay, cfg.callbacks.ema.every_steps))
+    es = cfg.callbacks.early_stopping
+    if es.enabled:
+        cbs.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta, es.restore_best))
+    cbs.append(MetricLogger(run_dir / "metrics.jsonl", cfg.train.log_every_steps,
+                            run_dir / "tensorboard" if cfg.callbacks.tensorboard else None))
+    ck = cfg.callbacks.checkpoint
+    if ck.enabled:
+        cbs.append(ModelCheckpoint(run_dir / "checkpoints", config_dict, ck.monitor, ck.mode,
+                                   ck.save_best, ck.keep_last_k))
+    show = cfg.callbacks.progress if progress is None else progress
+    if show:
+        cbs.append(ProgressBar())
+    cbs.extend(extra_callbacks)
+
+    trainer = Trainer(task, optimizer, scheduler, train_loader=loaders.train,
+                      val_loader=loaders.val, cfg=cfg.train, precision=precision, callbacks=cbs,
+                      dist=dist, model=model)
+    if resume_state is not None:
+        model.load_state_dict(resume_state["model"])
+        trainer.load_state_dict({**resume_state["trainer"], "model": resume_state["model"]})
+
+    start = time.perf_counter()
+    metrics = dict(trainer.fit())
+    if trainer.failure is None:
+        metrics.update(trainer.evaluate(loaders.test, prefix="test"))
+    metrics.update(train_time_s=round(trainer.train_time_s, 3), epochs=trainer.epoch,
+                   wall_time_s=round(time.perf_counter() - start, 3))
+    status = "failed" if trainer.failure else "completed"
+    if dist.is_main:
+        store.update(run_id, status=status, metrics=metrics, error=trainer.failure)
+    barrier(dist)
+    with trainer.evaluation_weights():
+        final = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(final)
+    return RunResult(run_id, run_dir, status, metrics, trainer.failure, model)
+
+
+def load_run_config(run_dir: str | Path) -> ExperimentConfig:
+    import yaml
+
+    return build_config(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()),
+                        str(Path(run_dir) / "config.yaml"))
