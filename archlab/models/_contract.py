@@ -22,7 +22,7 @@ from torch import nn
 
 @dataclass(frozen=True)
 class DefaultCfg:
-    input_size: tuple[int, int, int]  # (C, H, W) the model is designed for
+    input_size: tuple[int, ...]  # (C, H, W) for images; (max_len,) etc. for sequence models
     num_classes: int
     classifier: str  # attribute path of the final classifier module
     first_conv: str | None  # attribute path of the first conv (None for MLPs / token models)

@@ -72,10 +72,20 @@ class ModelInfo:
     paper: str
     params: int
     flops: int  # forward FLOPs for one image at input_size (2 per multiply-accumulate)
-    input_size: tuple[int, int, int]
+    input_size: tuple[int, ...]
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
+
+
+def example_inputs(model: nn.Module, input_size: tuple[int, ...]) -> tuple:
+    """Arguments for one forward pass at batch size 1: the model's own ``example_inputs`` when it
+    has one (token ids, (src, tgt) pairs), else a zero image of ``input_size``."""
+    if hasattr(model, "example_inputs"):
+        inputs = model.example_inputs(1)
+        return inputs if isinstance(inputs, tuple) else (inputs,)
+    device = next(iter(model.parameters()), torch.zeros(())).device
+    return (torch.zeros(1, *input_size, device=device),)
 
 
 def count_flops(model: nn.Module, input_size: tuple[int, ...]) -> int:
@@ -86,7 +96,7 @@ def count_flops(model: nn.Module, input_size: tuple[int, ...]) -> int:
     model.eval()
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(torch.zeros(1, *input_size))
+            model(*example_inputs(model, input_size))
     finally:
         model.train(was_training)
     return int(counter.get_total_flops())
