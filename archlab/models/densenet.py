@@ -161,13 +161,15 @@ def densenet161(**kwargs) -> DenseNet:
 
 @register_model("densenet169", family="densenet", paper=PAPER, model_cls=DenseNet, heavy=True)
 def densenet169(**kwargs) -> DenseNet:
-    """DenseNet-BC-169 (k=32), torchvision-compatible; 14.1M params."""
+    """DenseNet-BC-169 (k=32), torchvision-compatible;
+    14.1M params (heavy: > 2 GFLOPs even at 32x32)."""
     return _create("densenet169", **kwargs)
 
 
 @register_model("densenet201", family="densenet", paper=PAPER, model_cls=DenseNet, heavy=True)
 def densenet201(**kwargs) -> DenseNet:
-    """DenseNet-BC-201 (k=32), torchvision-compatible; 20.0M params."""
+    """DenseNet-BC-201 (k=32), torchvision-compatible;
+    20.0M params (heavy: > 2 GFLOPs even at 32x32)."""
     return _create("densenet201", **kwargs)
 
 

@@ -10,7 +10,8 @@ Auxiliary classifiers: with ``aux_logits=True`` (the default, as in torchvision)
 :class:`InceptionAux` heads sit on inception (4a) and (4d). In training mode ``forward`` then
 returns ``{"logits": main, "aux_logits": [aux1, aux2]}``; the training task adds the aux losses
 weighted by :attr:`GoogLeNet.aux_loss_weight` (0.3, Section 5 of the paper). In eval mode, or
-with ``aux_logits=False``, ``forward`` returns the logits tensor only.
+with ``aux_logits=False``, ``forward`` returns the logits tensor only. ``num_classes=0`` (or
+``reset_classifier(0)``) leaves no aux heads: without classes there is nothing to supervise.
 
 ``stem="small"`` (28x28 / 32x32 inputs): ``conv1`` becomes 3x3 stride 1 and ``maxpool1`` is
 dropped, so the inception stages run at 16, 8 and 4 pixels for a 32x32 input. Usage::
@@ -79,7 +80,8 @@ class GoogLeNet(Classifier):
             raise ValueError(f"transform_input maps ImageNet RGB statistics and needs in_chans=3, "
                              f"got in_chans={in_chans}")
         self.num_classes = num_classes
-        self.aux_logits = aux_logits
+        # Without classes (num_classes=0, a feature extractor) there is nothing to supervise.
+        self.aux_logits = aux_logits = aux_logits and num_classes > 0
         self.transform_input = transform_input
         conv = dict(norm=norm, act=act)
         if stem == "imagenet":

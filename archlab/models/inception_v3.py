@@ -13,7 +13,8 @@ BatchNorm eps 1e-3, average pools counting padding), so torchvision's checkpoint
 
 Auxiliary classifier: with ``aux_logits=True`` (default, as in torchvision) ``AuxLogits`` reads
 ``Mixed_6e`` (17x17 grid). In training mode ``forward`` then returns
-``{"logits": main, "aux_logits": [aux]}``, else the logits tensor. The paper gives no aux loss
+``{"logits": main, "aux_logits": [aux]}``, else the logits tensor (``num_classes=0`` or
+``reset_classifier(0)`` removes the head). The paper gives no aux loss
 weight; :attr:`Inception3.aux_loss_weight` = 0.4 is the weight of Google's TensorFlow reference
 training (``inception_model.loss`` in tensorflow/models, which the torchvision checkpoint was
 ported from).
@@ -236,7 +237,8 @@ class Inception3(Classifier):
             raise ValueError(f"transform_input maps ImageNet RGB statistics and needs in_chans=3, "
                              f"got in_chans={in_chans}")
         self.num_classes = num_classes
-        self.aux_logits = aux_logits
+        # Without classes (num_classes=0, a feature extractor) there is nothing to supervise.
+        self.aux_logits = aux_logits = aux_logits and num_classes > 0
         self.transform_input = transform_input
         # Smallest input whose grid survives every valid conv / pool; the fixed-size aux head
         # needs the full 17x17 grid, i.e. 299 pixels.

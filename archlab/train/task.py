@@ -7,7 +7,7 @@ configured by its own :class:`TaskConfig` slice.
 
 from __future__ import annotations
 
-from typing import Annotated, Protocol
+from typing import Annotated, Optional, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -23,8 +23,9 @@ class TaskConfig:
     name: str = "classification"
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     """Szegedy et al. 2016: target = (1 - ε) one-hot + ε / K."""
-    aux_loss_weight: Annotated[float, Field(ge=0.0)] = 0.3
-    """Weight of auxiliary classifier losses (GoogLeNet: 0.3) for models that return them."""
+    aux_loss_weight: Optional[Annotated[float, Field(ge=0.0)]] = None
+    """Weight of auxiliary classifier losses; None uses the model's own ``aux_loss_weight``
+    (GoogLeNet 0.3 as in the paper, Inception-v3 0.4)."""
 
     @field_validator("name")
     @classmethod
@@ -52,6 +53,10 @@ class ClassificationTask:
 
     def __init__(self, model: nn.Module, cfg: TaskConfig) -> None:
         self.model, self.cfg = model, cfg
+        inner = getattr(model, "module", model)  # DDP / compile wrappers
+        inner = getattr(inner, "_orig_mod", inner)
+        self.aux_loss_weight = (cfg.aux_loss_weight if cfg.aux_loss_weight is not None
+                                else getattr(inner, "aux_loss_weight", 0.0))
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, target, label_smoothing=self.cfg.label_smoothing)
@@ -63,7 +68,7 @@ class ClassificationTask:
             logits = out["logits"]
             loss = self.loss(logits, y)
             for aux in out.get("aux_logits", ()):
-                loss = loss + self.cfg.aux_loss_weight * self.loss(aux, y)
+                loss = loss + self.aux_loss_weight * self.loss(aux, y)
         else:
             logits = out
             loss = self.loss(logits, y)

@@ -124,7 +124,7 @@ def test_small_stem_single_channel():
     torch.manual_seed(0)
     model = create_model("densenet_bc_40_k12", num_classes=7, in_chans=1)
     conv0 = model.features.conv0
-    assert conv0.kernel_size == (3, 3) and conv0.stride == (1, 1) and len(model.features.conv0.weight) == 24
+    assert conv0.kernel_size == (3, 3) and conv0.stride == (1, 1) and conv0.out_channels == 24
     x = torch.randn(2, 1, 28, 28)
     assert model.forward_features(x).shape == (2, model.num_features, 7, 7)
     assert model(x).shape == (2, 7)

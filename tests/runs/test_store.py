@@ -1,0 +1,67 @@
+"""RunStore on a real SQLite file, including concurrent writers in separate processes."""
+
+import multiprocessing as mp
+import sqlite3
+
+import pytest
+
+from archlab.runs.store import RunNotFoundError, RunStore, truncate_metrics, read_metrics
+
+
+def test_create_update_get_and_sort_by_metric(tmp_path):
+    store = RunStore(tmp_path)
+    ids = []
+    for i, acc in enumerate([0.5, 0.9, 0.7]):
+        r = store.create_run("exp", seed=i, model="mlp", dataset="digits")
+        store.update(r.run_id, status="completed", metrics={"val.acc": acc, "time_s": 10 - i})
+        ids.append(r.run_id)
+    store.create_run("other")
+    assert [r.metrics["val.acc"] for r in store.list("exp", sort="val.acc")] == [0.9, 0.7, 0.5]
+    assert [r.metrics["val.acc"] for r in store.list("exp", sort="val.acc", descending=False)] == \
+        [0.5, 0.7, 0.9]
+    assert len(store.list()) == 4 and store.experiments() == ["exp", "other"]
+    assert len(store.list(status="running")) == 1
+    got = store.get(ids[1])
+    assert got.status == "completed" and got.seed == 1 and got.finished is not None
+    assert store.get(got.path).run_id == ids[1]  # by directory too
+    assert (got.path / "checkpoints").is_dir() and (got.path / "artifacts").is_dir()
+    with pytest.raises(RunNotFoundError, match="archlab runs ls"):
+        store.get("nope")
+    # The index is a plain SQLite file any tool can read.
+    rows = sqlite3.connect(tmp_path / "index.sqlite").execute("SELECT COUNT(*) FROM runs").fetchone()
+    assert rows == (4,)
+
+
+def test_ambiguous_prefix_is_an_error(tmp_path):
+    store = RunStore(tmp_path)
+    a, b = store.create_run("e"), store.create_run("e")
+    common = a.run_id[:4]
+    with pytest.raises(RunNotFoundError, match="matches 2 runs"):
+        store.get(common)
+
+
+def _writer(root, n, k):
+    store = RunStore(root)
+    for i in range(n):
+        r = store.create_run(f"w{k}", seed=i)
+        store.update(r.run_id, status="completed", metrics={"i": i})
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(tmp_path, 15, k)) for k in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    store = RunStore(tmp_path)
+    runs = store.list()
+    assert len(runs) == 60 and all(r.status == "completed" for r in runs)
+    assert sorted(r.metrics["i"] for r in store.list("w2")) == list(range(15))
+
+
+def test_truncate_metrics_drops_later_and_torn_records(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n{"step": 5}\n{"step": 9}\n{"st')
+    truncate_metrics(tmp_path, 5)
+    assert [r["step"] for r in read_metrics(tmp_path)] == [1, 5]
