@@ -1,6 +1,23 @@
-"""archlab: build, train, compare, inspect and ship neural architectures."""
+"""archlab: build, train, compare, inspect and ship neural architectures.
 
+The short path::
+
+    import archlab
+    model = archlab.create_model("resnet20", num_classes=10, in_chans=1)
+    cfg = archlab.load_config("configs/fashion_mnist/default.yaml", ["train.epochs=3"])
+    result = archlab.run_experiment(cfg)
+"""
+
+from archlab.config.experiment import ExperimentConfig
+from archlab.config.loading import ConfigError, load_config
 from archlab.models import create_model, list_models, model_info
+from archlab.models._weights import load_pretrained
+from archlab.runs.experiment import RunResult, run_experiment
+from archlab.runs.store import RunStore
+from archlab.train.callbacks import Callback
+from archlab.train.trainer import Trainer
 
-__all__ = ["create_model", "list_models", "model_info"]
+__all__ = ["Callback", "ConfigError", "ExperimentConfig", "RunResult", "RunStore", "Trainer",
+           "create_model", "list_models", "load_config", "load_pretrained", "model_info",
+           "run_experiment"]
 __version__ = "0.1.0"

@@ -100,6 +100,31 @@ class RandomTranslate:
         return shift_batch(x, dy, dx, max(py, px))
 
 
+@AUGMENTS.register("cutout")
+class Cutout:
+    """Zero a ``size`` x ``size`` square at a uniformly random centre (DeVries & Taylor 2017);
+    squares may extend past the border, as in the paper. Applied with probability ``p``."""
+
+    def __init__(self, size: int = 8, p: float = 1.0) -> None:
+        if size < 1:
+            raise ValueError(f"cutout: size must be >= 1, got {size}")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"cutout: p must be in [0, 1], got {p}")
+        self.size, self.p = size, p
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+        cy = _uniform_int(0, h - 1, n, generator, x.device)[:, None, None]
+        cx = _uniform_int(0, w - 1, n, generator, x.device)[:, None, None]
+        apply = (torch.rand(n, generator=generator, device=x.device) < self.p)[:, None, None]
+        rows = torch.arange(h, device=x.device)[None, :, None]
+        cols = torch.arange(w, device=x.device)[None, None, :]
+        lo = self.size // 2  # the square spans [c - lo, c - lo + size)
+        inside = ((rows >= cy - lo) & (rows < cy - lo + self.size) &
+                  (cols >= cx - lo) & (cols < cx - lo + self.size) & apply)  # (B, H, W)
+        return x.masked_fill(inside[:, None], 0)
+
+
 AugmentSpec = Any  # "flip" or {"name": "random_crop", "padding": 2}
 
 

@@ -20,6 +20,17 @@ import torch
 from torch import nn
 
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def imagenet_stats(in_chans: int) -> dict[str, tuple[float, ...]]:
+    """ImageNet normalization for RGB models, a neutral 0.5/0.5 for any other channel count."""
+    if in_chans == 3:
+        return {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    return {"mean": (0.5,) * in_chans, "std": (0.5,) * in_chans}
+
+
 @dataclass(frozen=True)
 class DefaultCfg:
     input_size: tuple[int, ...]  # (C, H, W) for images; (max_len,) etc. for sequence models

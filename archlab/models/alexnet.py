@@ -17,13 +17,12 @@ import torch
 from torch import nn
 
 from archlab.layers.activations import create_act
-from archlab.models._contract import Classifier, DefaultCfg, linear_or_identity
+from archlab.models._contract import (Classifier, DefaultCfg, imagenet_stats,
+                                       linear_or_identity)
 from archlab.models._factory import register_model
 
 PAPER = ("Krizhevsky, One weird trick for parallelizing convolutional neural networks, "
          "arXiv:1404.5997, 2014 (AlexNet: Krizhevsky et al., NeurIPS 2012)")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 STEMS = ("imagenet", "small")
 POOL_INDICES = (2, 5, 12)  # max-pools in ``features``; each closes a stage
 
@@ -53,11 +52,9 @@ class AlexNet(Classifier):
             nn.Dropout(drop_rate), nn.Linear(hidden, hidden), create_act(act),
             linear_or_identity(hidden, num_classes))
         size = 32 if small else 224
-        rgb = in_chans == 3
         self.default_cfg = DefaultCfg(
             input_size=(in_chans, size, size), num_classes=num_classes, classifier="classifier.6",
-            first_conv="features.0", mean=IMAGENET_MEAN if rgb else (0.5,) * in_chans,
-            std=IMAGENET_STD if rgb else (0.5,) * in_chans, family="alexnet", paper=PAPER)
+            first_conv="features.0", **imagenet_stats(in_chans), family="alexnet", paper=PAPER)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)

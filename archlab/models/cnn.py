@@ -21,6 +21,7 @@ CNN_VARIANTS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
     "cnn_tiny": ((16, 32, 64), (1, 1, 1)),
     "cnn_small": ((32, 64, 128), (1, 1, 1)),
     "cnn_fast": ((32, 64, 128), (1, 2, 2)),
+    "cnn_medium": ((48, 96, 192), (1, 2, 2)),
     "cnn_wide": ((64, 128, 256), (1, 2, 2)),
 }
 

@@ -29,11 +29,11 @@ from torch import nn
 from archlab.layers.activations import create_act
 from archlab.layers.dense_block import DenseBlock, Transition
 from archlab.layers.norms import create_norm
-from archlab.models._contract import Classifier, DefaultCfg, linear_or_identity
+from archlab.models._contract import (Classifier, DefaultCfg, imagenet_stats,
+                                       linear_or_identity)
 from archlab.models._factory import register_model
 
 PAPER = "Huang et al., Densely Connected Convolutional Networks, CVPR 2017"
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -102,8 +102,7 @@ class DenseNet(Classifier):
         self.default_cfg = DefaultCfg(
             input_size=(in_chans, 224, 224) if stem == "imagenet" else (in_chans, 32, 32),
             num_classes=num_classes, classifier="classifier", first_conv="features.conv0",
-            mean=IMAGENET_MEAN if in_chans == 3 else (0.5,) * in_chans,
-            std=IMAGENET_STD if in_chans == 3 else (0.5,) * in_chans,
+            **imagenet_stats(in_chans),
             family="densenet", paper=PAPER)
         self._init_weights()
 

@@ -41,7 +41,8 @@ from torch import nn
 
 from archlab.layers.conv_norm_act import ConvNormAct, norm_layer_by_name
 from archlab.layers.inverted_residual import MBConv, make_divisible
-from archlab.models._contract import Classifier, DefaultCfg, linear_or_identity
+from archlab.models._contract import (Classifier, DefaultCfg, imagenet_stats,
+                                       linear_or_identity)
 from archlab.models._factory import register_model
 
 PAPER = ("Tan & Le, EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks, "
@@ -49,7 +50,6 @@ PAPER = ("Tan & Le, EfficientNet: Rethinking Model Scaling for Convolutional Neu
 
 # Compound-scaling coefficients from the grid search on B0 (Sec. 3.3, step 1).
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 STEMS = ("imagenet", "small")
 
 
@@ -139,12 +139,10 @@ class EfficientNet(Classifier):
         self.classifier = nn.Sequential(nn.Dropout(drop_rate, inplace=True),
                                         linear_or_identity(last_channels, num_classes))
         size = 32 if stem == "small" else resolution
-        rgb = in_chans == 3
         self.default_cfg = DefaultCfg(
             input_size=(in_chans, size, size), num_classes=num_classes,
             classifier="classifier.1", first_conv="features.0.0",
-            mean=IMAGENET_MEAN if rgb else (0.5,) * in_chans,
-            std=IMAGENET_STD if rgb else (0.5,) * in_chans, family="efficientnet", paper=PAPER)
+            **imagenet_stats(in_chans), family="efficientnet", paper=PAPER)
         self._init_weights()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -28,11 +28,11 @@ from torch import nn
 
 from archlab.layers.activations import create_act
 from archlab.layers.inception import BasicConv2d, Inception, transform_input
-from archlab.models._contract import Classifier, DefaultCfg, linear_or_identity
+from archlab.models._contract import (Classifier, DefaultCfg, imagenet_stats,
+                                       linear_or_identity)
 from archlab.models._factory import register_model
 
 PAPER = "Szegedy et al., Going Deeper with Convolutions, CVPR 2015"
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 # Table 1: #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj, per module of each stage.
 INCEPTION_STAGES: tuple[dict[str, tuple[int, ...]], ...] = (
@@ -122,8 +122,7 @@ class GoogLeNet(Classifier):
         self.default_cfg = DefaultCfg(
             input_size=(in_chans, 224, 224) if stem == "imagenet" else (in_chans, 32, 32),
             num_classes=num_classes, classifier="fc", first_conv="conv1.conv",
-            mean=IMAGENET_MEAN if in_chans == 3 else (0.5,) * in_chans,
-            std=IMAGENET_STD if in_chans == 3 else (0.5,) * in_chans,
+            **imagenet_stats(in_chans),
             family="googlenet", paper=PAPER)
         self._init_weights()
 

@@ -34,12 +34,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from archlab.layers.inception import BasicConv2d, transform_input
-from archlab.models._contract import Classifier, DefaultCfg, linear_or_identity
+from archlab.models._contract import (Classifier, DefaultCfg, imagenet_stats,
+                                       linear_or_identity)
 from archlab.models._factory import register_model
 
 PAPER = ("Szegedy et al., Rethinking the Inception Architecture for Computer Vision, "
          "CVPR 2016")
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def _avg_pool_3x3(x: torch.Tensor) -> torch.Tensor:
@@ -275,8 +275,7 @@ class Inception3(Classifier):
         self.default_cfg = DefaultCfg(
             input_size=(in_chans, 299, 299) if stem == "imagenet" else (in_chans, 32, 32),
             num_classes=num_classes, classifier="fc", first_conv="Conv2d_1a_3x3.conv",
-            mean=IMAGENET_MEAN if in_chans == 3 else (0.5,) * in_chans,
-            std=IMAGENET_STD if in_chans == 3 else (0.5,) * in_chans,
+            **imagenet_stats(in_chans),
             family="inception_v3", paper=PAPER)
         self._init_weights()
 

@@ -26,7 +26,8 @@ from torch import nn
 from archlab.layers.conv_norm_act import ConvNormAct, norm_layer_by_name
 from archlab.layers.depthwise_separable import DepthwiseSeparableConv
 from archlab.layers.inverted_residual import InvertedResidual, MBConv, make_divisible
-from archlab.models._contract import Classifier, DefaultCfg, linear_or_identity
+from archlab.models._contract import (Classifier, DefaultCfg, imagenet_stats,
+                                       linear_or_identity)
 from archlab.models._factory import register_model
 
 PAPER_V1 = ("Howard et al., MobileNets: Efficient Convolutional Neural Networks for Mobile "
@@ -34,7 +35,6 @@ PAPER_V1 = ("Howard et al., MobileNets: Efficient Convolutional Neural Networks 
 PAPER_V2 = "Sandler et al., MobileNetV2: Inverted Residuals and Linear Bottlenecks, CVPR 2018"
 PAPER_V3 = "Howard et al., Searching for MobileNetV3, ICCV 2019"
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 STEMS = ("imagenet", "small")
 
 # v1, Table 1: (out_channels, stride) of each depthwise separable layer after the 32-ch stem.
@@ -99,12 +99,10 @@ class _MobileNet(Classifier):
 
     def _finish(self, in_chans: int, stem: str, num_classes: int, paper: str) -> None:
         size = 32 if stem == "small" else 224
-        rgb = in_chans == 3
         self.default_cfg = DefaultCfg(
             input_size=(in_chans, size, size), num_classes=num_classes,
             classifier=f"classifier.{self._classifier_index}", first_conv="features.0.0",
-            mean=IMAGENET_MEAN if rgb else (0.5,) * in_chans,
-            std=IMAGENET_STD if rgb else (0.5,) * in_chans, family="mobilenet", paper=paper)
+            **imagenet_stats(in_chans), family="mobilenet", paper=paper)
         # A stage ends where the next module downsamples (or at the end): one map per scale.
         strides = [_stride(m) for m in self.features]
         self._stage_ends = [i for i in range(len(self.features))

@@ -28,7 +28,7 @@ from archlab.layers.cbam import CBAM
 from archlab.layers.drop import DropPath
 from archlab.layers.norms import create_norm
 from archlab.layers.squeeze_excite import SqueezeExcite
-from archlab.models._contract import Classifier, DefaultCfg, linear_or_identity
+from archlab.models._contract import Classifier, DefaultCfg, imagenet_stats, linear_or_identity
 from archlab.models._factory import register_model
 
 PAPER_RESNET = "He et al., Deep Residual Learning for Image Recognition, CVPR 2016"
@@ -37,8 +37,6 @@ PAPER_RESNEXT = ("Xie et al., Aggregated Residual Transformations for Deep Neura
                  "CVPR 2017")
 PAPER_SE = "Hu et al., Squeeze-and-Excitation Networks, CVPR 2018"
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 SE_REDUCTION = 16  # Hu et al. 2018, Sec. 6.1: r = 16 balances accuracy and cost
 STEMS = ("imagenet", "small")
 
@@ -195,11 +193,9 @@ class ResNet(Classifier):
         self.fc = linear_or_identity(self.num_features, num_classes)
 
         size = 224 if stem == "imagenet" else 32
-        rgb = in_chans == 3
         self.default_cfg = DefaultCfg(
             input_size=(in_chans, size, size), num_classes=num_classes, classifier="fc",
-            first_conv="conv1", mean=IMAGENET_MEAN if rgb else (0.5,) * in_chans,
-            std=IMAGENET_STD if rgb else (0.5,) * in_chans, family="resnet", paper=PAPER_RESNET)
+            first_conv="conv1", **imagenet_stats(in_chans), family="resnet", paper=PAPER_RESNET)
         self._init_weights(zero_init_last)
 
     def _init_weights(self, zero_init_last: bool) -> None:

@@ -27,12 +27,11 @@ import torch
 from torch import nn
 
 from archlab.layers.activations import create_act
-from archlab.models._contract import Classifier, DefaultCfg
+from archlab.models._contract import Classifier, DefaultCfg, imagenet_stats
 from archlab.models._factory import register_model
 
 PAPER = ("Iandola et al., SqueezeNet: AlexNet-level accuracy with 50x fewer parameters and "
          "<0.5MB model size, arXiv 2016")
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 class Fire(nn.Module):
@@ -110,8 +109,7 @@ class SqueezeNet(Classifier):
         self.default_cfg = DefaultCfg(
             input_size=(in_chans, 224, 224) if stem == "imagenet" else (in_chans, 32, 32),
             num_classes=num_classes, classifier="classifier.1", first_conv="features.0",
-            mean=IMAGENET_MEAN if in_chans == 3 else (0.5,) * in_chans,
-            std=IMAGENET_STD if in_chans == 3 else (0.5,) * in_chans,
+            **imagenet_stats(in_chans),
             family="squeezenet", paper=PAPER)
         for m in self.features.modules():
             if isinstance(m, nn.Conv2d):

@@ -21,13 +21,12 @@ from torch import nn
 
 from archlab.layers.activations import create_act
 from archlab.layers.norms import create_norm
-from archlab.models._contract import Classifier, DefaultCfg, linear_or_identity
+from archlab.models._contract import (Classifier, DefaultCfg, imagenet_stats,
+                                       linear_or_identity)
 from archlab.models._factory import register_model
 
 PAPER = ("Simonyan & Zisserman, Very Deep Convolutional Networks for Large-Scale Image "
          "Recognition, ICLR 2015")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 STEMS = ("imagenet", "small")
 
 # Paper Table 1: conv widths, "M" = 2x2/2 max-pool. A = VGG-11, B = 13, D = 16, E = 19.
@@ -89,12 +88,10 @@ class VGG(Classifier):
             self.classifier = nn.Sequential(linear_or_identity(in_ch, num_classes))
             size = 32
         self._head_index = len(self.classifier) - 1
-        rgb = in_chans == 3
         self.default_cfg = DefaultCfg(
             input_size=(in_chans, size, size), num_classes=num_classes,
             classifier=f"classifier.{self._head_index}", first_conv="features.0",
-            mean=IMAGENET_MEAN if rgb else (0.5,) * in_chans,
-            std=IMAGENET_STD if rgb else (0.5,) * in_chans, family="vgg", paper=PAPER)
+            **imagenet_stats(in_chans), family="vgg", paper=PAPER)
         self._init_weights()
 
     def _init_weights(self) -> None:  # torchvision's VGG init

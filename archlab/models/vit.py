@@ -28,12 +28,12 @@ from archlab.layers.activations import create_act
 from archlab.layers.attention import MultiHeadAttention
 from archlab.layers.drop import DropPath
 from archlab.layers.patch_embed import PatchEmbed
-from archlab.models._contract import Classifier, DefaultCfg, linear_or_identity
+from archlab.models._contract import (Classifier, DefaultCfg, imagenet_stats,
+                                       linear_or_identity)
 from archlab.models._factory import register_model
 
 PAPER = ("Dosovitskiy et al., An Image is Worth 16x16 Words: Transformers for Image "
          "Recognition at Scale, ICLR 2021")
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 LN_EPS = 1e-6
 
 
@@ -99,11 +99,9 @@ class VisionTransformer(Classifier):
                                drop_path_rate, act)
         self.heads = nn.Sequential(OrderedDict(head=linear_or_identity(embed_dim, num_classes)))
         h, w = self.conv_proj.img_size
-        rgb = in_chans == 3
         self.default_cfg = DefaultCfg(
             input_size=(in_chans, h, w), num_classes=num_classes, classifier="heads.head",
-            first_conv="conv_proj", mean=IMAGENET_MEAN if rgb else (0.5,) * in_chans,
-            std=IMAGENET_STD if rgb else (0.5,) * in_chans, family="vit", paper=PAPER)
+            first_conv="conv_proj", **imagenet_stats(in_chans), family="vit", paper=PAPER)
         self._init_weights()
 
     def _tokens(self, x: torch.Tensor) -> torch.Tensor:

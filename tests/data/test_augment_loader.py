@@ -132,3 +132,18 @@ def test_balanced_subset_counts():
     assert torch.bincount(frac.labels).tolist() == [30, 20]
     with pytest.raises(ValueError, match="only 40"):
         balanced_subset(split, per_class=50)
+
+
+def test_cutout_zeroes_exactly_the_square_around_the_drawn_centre():
+    from archlab.data.augment import Cutout
+
+    x = torch.full((6, 2, 10, 10), 200, dtype=torch.uint8)
+    out = Cutout(size=4)(x, torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    cy = torch.randint(0, 10, (6,), generator=g)
+    cx = torch.randint(0, 10, (6,), generator=g)
+    for b in range(6):
+        ref = x[b].clone()
+        ref[:, max(0, cy[b] - 2):cy[b] + 2, max(0, cx[b] - 2):cx[b] + 2] = 0
+        assert torch.equal(out[b], ref)
+    assert torch.equal(Cutout(size=4, p=0.0)(x, torch.Generator()), x)

@@ -147,3 +147,35 @@ def test_validation_split_is_held_out(tiny_overrides, runs_dir):
     cfg = load_config(None, tiny_overrides + ["data.val_fraction=0.2", "train.epochs=1"])
     result = run_experiment(cfg, runs_dir=runs_dir)
     assert result.metrics["val.acc"] != result.metrics["test.acc"]
+
+
+def test_imagefolder_trains_through_the_streaming_loader(tmp_path, runs_dir):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("test", 4)):
+        for c, name in enumerate(("dark", "light")):
+            d = tmp_path / "imgs" / split / name
+            d.mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 100, (12, 12)) + 150 * c
+                Image.fromarray(pixels.astype(np.uint8), mode="L").save(d / f"{i}.png")
+    cfg = load_config(None, ["data.name=imagefolder", f"data.root={tmp_path / 'imgs'}",
+                             "data.options={mode: L}", "data.num_workers=1", "data.batch_size=8",
+                             "model.name=cnn_tiny", "model.options={img_size: 12}",
+                             "train.epochs=3", "callbacks.progress=false", "optim.lr=0.05"])
+    result = run_experiment(cfg, runs_dir=runs_dir)
+    assert result.ok and result.metrics["test.acc"] == 1.0  # dark vs light is trivially learnable
+
+
+def test_tensorboard_without_the_package_is_a_clear_error(tiny_overrides, runs_dir):
+    try:
+        import tensorboard  # noqa: F401
+        pytest.skip("tensorboard is installed")
+    except ImportError:
+        pass
+    cfg = load_config(None, tiny_overrides + ["callbacks.tensorboard=true"])
+    with pytest.raises(RuntimeError, match="pip install tensorboard"):
+        run_experiment(cfg, runs_dir=runs_dir)
+    assert RunStore(runs_dir).list()[0].status == "failed"
