@@ -37,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ConfigError, UnknownNameError) as e:
         print(f"archlab {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # output piped into `head` and closed early: not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except KeyboardInterrupt:
         print(f"archlab {args.command}: interrupted", file=sys.stderr)
         return 130
