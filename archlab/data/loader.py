@@ -55,7 +55,7 @@ class Normalize:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.addcmul(self.shift, x.float(), self.scale)
+        x = x.float().mul_(self.scale).add_(self.shift)  # in place: one float buffer per batch
         return x.contiguous(memory_format=self.memory_format)
 
 
