@@ -17,7 +17,7 @@ what makes :meth:`SummedStateMetric.sync` a single ``all_reduce``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol, runtime_checkable
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 import torch
 import torch.distributed as torch_dist
@@ -170,3 +170,31 @@ def class_labels(preds: torch.Tensor, target: torch.Tensor, num_classes: int,
             raise ValueError(f"{what} labels must lie in [0, {num_classes}), got "
                              f"[{labels.min().item()}, {labels.max().item()}]")
     return pred, true
+
+
+def text_segments(hypotheses: Sequence, references: Sequence) -> tuple[list, list[list]]:
+    """Validate text-metric inputs; returns hypotheses and, per hypothesis, its list of
+    references (strings, or token lists when the hypothesis is a token list)."""
+    if isinstance(hypotheses, str) or isinstance(references, str):
+        raise TypeError("hypotheses and references must be lists with one entry per segment, "
+                        "got a single string")
+    if len(hypotheses) != len(references):
+        raise ValueError(f"got {len(hypotheses)} hypotheses but {len(references)} references")
+    refs = []
+    for i, (hyp, ref) in enumerate(zip(hypotheses, references)):
+        if isinstance(hyp, str):
+            many = [ref] if isinstance(ref, str) else list(ref)
+            ok = bool(many) and all(isinstance(r, str) for r in many)
+            want = "a string or a non-empty list of strings"
+        else:
+            items = [] if isinstance(ref, str) else list(ref)
+            many = items if items and not isinstance(items[0], str) else [items]
+            ok = (not isinstance(ref, str) and all(not isinstance(r, str) for r in many)
+                  and all(isinstance(t, str) for r in many for t in r)
+                  and all(isinstance(t, str) for t in hyp))
+            many = [list(r) for r in many] if ok else many
+            want = "a token list or a list of token lists (the hypothesis is a token list)"
+        if not ok:
+            raise TypeError(f"segment {i}: references must be {want}, got {ref!r}")
+        refs.append(many)
+    return list(hypotheses), refs
