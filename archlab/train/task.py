@@ -7,22 +7,23 @@ configured by its own :class:`TaskConfig` slice.
 
 from __future__ import annotations
 
+from dataclasses import field
 from typing import Annotated, Optional, Protocol
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
 
 from archlab.config import config_dataclass, known_name
+from archlab.losses.config import LossConfig
 from archlab.registry import Registry
 
 
 @config_dataclass
 class TaskConfig:
     name: str = "classification"
-    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
-    """Szegedy et al. 2016: target = (1 - ε) one-hot + ε / K."""
+    loss: LossConfig = field(default_factory=LossConfig)
+    """The training loss, e.g. {name: cross_entropy, options: {label_smoothing: 0.1}}."""
     aux_loss_weight: Optional[Annotated[float, Field(ge=0.0)]] = None
     """Weight of auxiliary classifier losses; None uses the model's own ``aux_loss_weight``
     (GoogLeNet 0.3 as in the paper, Inception-v3 0.4)."""
@@ -48,18 +49,19 @@ TASKS: Registry[type] = Registry("task")
 
 @TASKS.register("classification")
 class ClassificationTask:
-    """Cross-entropy on logits; models with auxiliary heads return
-    ``{"logits": ..., "aux_logits": [...]}`` in training and add their weighted losses."""
+    """A classification loss on logits (cross-entropy by default); models with auxiliary heads
+    return ``{"logits": ..., "aux_logits": [...]}`` in training and add their weighted losses."""
 
     def __init__(self, model: nn.Module, cfg: TaskConfig) -> None:
         self.model, self.cfg = model, cfg
+        self.criterion = cfg.loss.build()
         inner = getattr(model, "module", model)  # DDP / compile wrappers
         inner = getattr(inner, "_orig_mod", inner)
         self.aux_loss_weight = (cfg.aux_loss_weight if cfg.aux_loss_weight is not None
                                 else getattr(inner, "aux_loss_weight", 0.0))
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, target, label_smoothing=self.cfg.label_smoothing)
+        return self.criterion(logits, target)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         x, y = batch
