@@ -8,7 +8,7 @@ configured by its own :class:`TaskConfig` slice.
 from __future__ import annotations
 
 from dataclasses import field
-from typing import Annotated, Optional, Protocol
+from typing import Annotated, Any, Optional, Protocol
 
 import torch
 from pydantic import Field, field_validator
@@ -24,6 +24,10 @@ class TaskConfig:
     name: str = "classification"
     loss: LossConfig = field(default_factory=LossConfig)
     """The training loss, e.g. {name: cross_entropy, options: {label_smoothing: 0.1}}."""
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Extra evaluation metrics by name with their options, e.g.
+    {topk_accuracy: {topk: [1, 5]}, precision_recall_f1: {}, ece: {}}; ``num_classes`` is
+    filled in from the model's logits. Loss and accuracy are always reported."""
     aux_loss_weight: Optional[Annotated[float, Field(ge=0.0)]] = None
     """Weight of auxiliary classifier losses; None uses the model's own ``aux_loss_weight``
     (GoogLeNet 0.3 as in the paper, Inception-v3 0.4)."""
@@ -32,6 +36,18 @@ class TaskConfig:
     @classmethod
     def _registered(cls, name: str) -> str:
         return known_name(TASKS, name)
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from archlab.metrics import METRICS
+
+        for name in metrics:
+            known_name(METRICS, name)
+            if METRICS.entry(name).meta.get("inputs") != "scores":
+                raise ValueError(f"metric '{name}' needs {METRICS.entry(name).meta.get('inputs')}"
+                                 f", not classifier scores; it cannot run in evaluation")
+        return metrics
 
 
 class Task(Protocol):

@@ -179,3 +179,36 @@ def test_tensorboard_without_the_package_is_a_clear_error(tiny_overrides, runs_d
     with pytest.raises(RuntimeError, match="pip install tensorboard"):
         run_experiment(cfg, runs_dir=runs_dir)
     assert RunStore(runs_dir).list()[0].status == "failed"
+
+
+def test_task_metrics_are_reported_and_match_sklearn(tiny_overrides, runs_dir):
+    from sklearn.metrics import f1_score
+
+    cfg = load_config(None, tiny_overrides + [
+        "train.epochs=1", "task.metrics={precision_recall_f1: {averages: [macro]}, "
+        "topk_accuracy: {topk: [1, 3]}, ece: {}}"])
+    result = run_experiment(cfg, runs_dir=runs_dir)
+    m = result.metrics
+    assert m["test.top1"] == pytest.approx(m["test.acc"])
+    assert m["test.top3"] >= m["test.top1"] and 0 <= m["test.ece"] <= 1
+    # recompute macro-F1 from the model's own predictions on the test split
+    from archlab.data import build_loaders
+
+    loaders = build_loaders(cfg.data, device=torch.device("cpu"), seed=0)
+    model = result.model.eval()
+    preds, ys = [], []
+    with torch.no_grad():
+        for x, y in loaders.test:
+            preds.append(model(x).argmax(-1))
+            ys.append(y)
+    ref = f1_score(torch.cat(ys), torch.cat(preds), average="macro", zero_division=0)
+    assert m["test.f1_macro"] == pytest.approx(ref, abs=1e-9)
+
+
+def test_unknown_metric_is_a_config_error():
+    from archlab.config.loading import ConfigError
+
+    with pytest.raises(ConfigError, match="did you mean"):
+        load_config(None, ["task.metrics={acuracy: {}}"])
+    with pytest.raises(ConfigError, match="cannot run in evaluation"):
+        load_config(None, ["task.metrics={bleu: {}}"])
