@@ -26,7 +26,7 @@ from archlab.train.callbacks import (EMA, Callback, EarlyStopping, MetricLogger,
                                      ProgressBar)
 from archlab.train.checkpoint_io import load_checkpoint
 from archlab.train.distributed import barrier, broadcast_object, init_distributed
-from archlab.train.optim import build_optimizer
+from archlab.train.optim import build_optimizer, regularization_penalty
 from archlab.train.precision import resolve_precision
 from archlab.train.reproducibility import seed_everything, set_deterministic
 from archlab.train.schedules import build_schedule
@@ -155,9 +155,14 @@ def _train(cfg, config_dict, store, run_id, run_dir: Path, device, dist, resume_
         cbs.append(ProgressBar())
     cbs.extend(extra_callbacks)
 
+    penalty = None
+    if cfg.optim.l1 or cfg.optim.l2_penalty:
+        def penalty():
+            return regularization_penalty(model, l1=cfg.optim.l1, l2=cfg.optim.l2_penalty)
     trainer = Trainer(task, optimizer, scheduler, train_loader=loaders.train,
                       val_loader=loaders.val, cfg=cfg.train, precision=precision, callbacks=cbs,
-                      dist=dist, model=model)
+                      dist=dist, model=model, penalty=penalty,
+                      plateau_monitor=cfg.schedule.plateau_monitor)
     if resume_state is not None:
         model.load_state_dict(resume_state["model"])
         trainer.load_state_dict({**resume_state["trainer"], "model": resume_state["model"]})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from typing import Annotated, Any, Literal, Optional, Sequence
+from typing import Annotated, Any, Callable, Literal, Optional, Sequence
 
 import torch
 from pydantic import Field
@@ -20,8 +20,10 @@ from archlab.config import config_dataclass
 from archlab.train.callbacks.base import Callback
 from archlab.train.distributed import DistInfo, all_reduce_sum
 from archlab.train.evaluate import evaluate
+from archlab.train.optimizers import SAM, frozen_norm_stats
 from archlab.train.precision import Precision
 from archlab.train.reproducibility import rng_state, set_rng_state
+from archlab.train.schedules import ReduceOnPlateau, step_plateau
 
 
 @config_dataclass
@@ -54,12 +56,17 @@ class Trainer:
     def __init__(self, task, optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LRScheduler, *, train_loader, val_loader,
                  cfg: TrainConfig, precision: Precision, callbacks: Sequence[Callback] = (),
-                 dist: DistInfo = DistInfo(), model: nn.Module | None = None) -> None:
+                 dist: DistInfo = DistInfo(), model: nn.Module | None = None,
+                 penalty: Callable[[], torch.Tensor] | None = None,
+                 plateau_monitor: str = "val.loss") -> None:
         self.task, self.optimizer, self.scheduler = task, optimizer, scheduler
         self.model = model if model is not None else task.model  # unwrapped (no DDP)
         self.train_loader, self.val_loader = train_loader, val_loader
         self.cfg, self.precision, self.dist = cfg, precision, dist
         self.callbacks = [cb for cb in callbacks if cb.all_ranks or dist.is_main]
+        self.penalty = penalty  # e.g. L1 / L2 terms added to every micro-batch's loss
+        self.plateau_monitor = plateau_monitor
+        self.sam = optimizer if isinstance(optimizer, SAM) else None
         self.scaler = torch.amp.GradScaler(precision.device_type,
                                            enabled=precision.use_grad_scaler)
         self.epoch = 0  # epochs completed
@@ -83,6 +90,8 @@ class Trainer:
             self.epoch += 1
             self._call("on_train_epoch_end", train_metrics)
             self.metrics = {**train_metrics, **self.validate()}
+            if isinstance(self.scheduler.lr_lambdas[0], ReduceOnPlateau):
+                step_plateau(self.scheduler, self.metrics.get(self.plateau_monitor, math.nan))
             self._call("on_validation_end", self.metrics)
         self._call("on_fit_end")
         return self.metrics
@@ -91,13 +100,10 @@ class Trainer:
         self.task.model.train()
         totals = torch.zeros(3, dtype=torch.float64, device=self._device())  # loss, correct, n
         accumulate, n_batches = self.cfg.accumulate_steps, len(self.train_loader)
+        window: list = []  # SAM re-runs the step's micro-batches at the perturbed weights
         for i, batch in enumerate(self.train_loader):
             boundary = (i + 1) % accumulate == 0 or i + 1 == n_batches
-            with self._maybe_no_sync(boundary), self.precision.autocast():
-                out = self.task.training_step(batch)
-            loss = out["loss"]
-            # Every micro-batch weighs 1/k of the step, so k batches of b == one batch of k*b.
-            self.scaler.scale(loss / accumulate).backward()
+            loss, out = self._backward(batch, accumulate, sync=boundary)
             if not torch.isfinite(loss):
                 self.failure = self._non_finite_report(loss)
                 self.should_stop = True
@@ -108,13 +114,39 @@ class Trainer:
                 if "logits" in out and y.ndim == 1:
                     totals[1] += (out["logits"].argmax(-1) == y).sum()
                 totals[2] += y.shape[0]
+            if self.sam is not None:
+                window.append(batch)
             if boundary:
+                if self.sam is not None:
+                    self._sam_second_pass(window, accumulate)
+                    window = []
                 self.optimizer_step()
                 self._call("on_train_batch_end", out)
         all_reduce_sum(totals, self.dist)
         count = max(totals[2].item(), 1.0)
         return {"train.loss": totals[0].item() / count, "train.acc": totals[1].item() / count,
                 "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def _backward(self, batch, accumulate: int, sync: bool):
+        with self._maybe_no_sync(sync), self.precision.autocast():
+            out = self.task.training_step(batch)
+            loss = out["loss"]
+            if self.penalty is not None:
+                loss = loss + self.penalty()
+        # Every micro-batch weighs 1/k of the step, so k batches of b == one batch of k*b.
+        self.scaler.scale(loss / accumulate).backward()
+        return loss, out
+
+    def _sam_second_pass(self, window: list, accumulate: int) -> None:
+        """SAM (Foret et al. 2021): climb to w + rho * g / ||g||, take the gradient there with the
+        same micro-batches (BN statistics frozen), come back; optimizer_step then applies the
+        base optimizer with that gradient. The perturbation is scale-invariant, so it needs no
+        unscale_ (GradScaler allows one per step); an overflowed gradient skips it."""
+        self.sam.first_step(zero_grad=True)
+        with frozen_norm_stats(self.model):
+            for j, batch in enumerate(window):
+                self._backward(batch, accumulate, sync=j == len(window) - 1)
+        self.sam.restore()
 
     def optimizer_step(self) -> None:
         self.scaler.unscale_(self.optimizer)
@@ -149,11 +181,10 @@ class Trainer:
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
-        sched = {k: v for k, v in self.scheduler.state_dict().items() if k != "lr_lambdas"}
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": sched,
+            "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "callbacks": {self._cb_key(i, cb): cb.state_dict() for i, cb in
                           enumerate(self.callbacks)},
@@ -167,8 +198,10 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        sched = state["scheduler"]
         n_lambdas = len(self.optimizer.param_groups)
-        self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * n_lambdas})
+        self.scheduler.load_state_dict({**sched, "lr_lambdas": sched.get("lr_lambdas",
+                                                                         [None] * n_lambdas)})
         self.scaler.load_state_dict(state["scaler"])
         for i, cb in enumerate(self.callbacks):
             cb.load_state_dict(state["callbacks"].get(self._cb_key(i, cb), {}))
