@@ -28,6 +28,10 @@ class TaskConfig:
     """Extra evaluation metrics by name with their options, e.g.
     {topk_accuracy: {topk: [1, 5]}, precision_recall_f1: {}, ece: {}}; ``num_classes`` is
     filled in from the model's logits. Loss and accuracy are always reported."""
+    mix: Optional[Any] = None
+    """Batch mixing in training: "mixup", "cutmix" or {name: mixup, mixup_alpha: 0.8,
+    cutmix_alpha: 1.0, switch_prob: 0.5, label_smoothing: 0.1}; targets become soft, so label
+    smoothing then belongs here, not in the loss."""
     aux_loss_weight: Optional[Annotated[float, Field(ge=0.0)]] = None
     """Weight of auxiliary classifier losses; None uses the model's own ``aux_loss_weight``
     (GoogLeNet 0.3 as in the paper, Inception-v3 0.4)."""
@@ -48,6 +52,15 @@ class TaskConfig:
                 raise ValueError(f"metric '{name}' needs {METRICS.entry(name).meta.get('inputs')}"
                                  f", not classifier scores; it cannot run in evaluation")
         return metrics
+
+    def __post_init__(self) -> None:
+        if self.mix is not None:
+            from archlab.train.techniques import build_batch_mix
+
+            build_batch_mix(self.mix, num_classes=2)  # names and options fail now
+            if self.loss.options.get("label_smoothing"):
+                raise ValueError("with task.mix, set label_smoothing in task.mix (it is folded "
+                                 "into the soft targets), not in task.loss.options")
 
 
 class Task(Protocol):
@@ -71,6 +84,9 @@ class ClassificationTask:
     def __init__(self, model: nn.Module, cfg: TaskConfig) -> None:
         self.model, self.cfg = model, cfg
         self.criterion = cfg.loss.build()
+        self.mix = None
+        self.mix_generator: torch.Generator | None = None
+        self.seed = 0
         inner = getattr(model, "module", model)  # DDP / compile wrappers
         inner = getattr(inner, "_orig_mod", inner)
         self.aux_loss_weight = (cfg.aux_loss_weight if cfg.aux_loss_weight is not None
@@ -79,18 +95,39 @@ class ClassificationTask:
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.criterion(logits, target)
 
+    def set_epoch(self, epoch: int, seed: int = 0) -> None:
+        """Reseed the mixing generator from (seed, epoch): an epoch is reproducible on resume."""
+        self.seed = seed
+        if self.cfg.mix is not None:
+            from archlab.data.loader import epoch_seed
+
+            self.mix_generator = torch.Generator().manual_seed(epoch_seed(seed + 2, epoch))
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         x, y = batch
+        target = y
+        if self.cfg.mix is not None:
+            if self.mix is None:
+                from archlab.train.techniques import build_batch_mix
+
+                self.mix = build_batch_mix(self.cfg.mix, num_classes=self._num_classes())
+            if self.mix_generator is None:
+                self.set_epoch(0, self.seed)
+            x, target = self.mix(x, y, self.mix_generator)  # soft (B, K) targets
         out = self.model(x)
         if isinstance(out, dict):
             logits = out["logits"]
-            loss = self.loss(logits, y)
+            loss = self.loss(logits, target)
             for aux in out.get("aux_logits", ()):
-                loss = loss + self.aux_loss_weight * self.loss(aux, y)
+                loss = loss + self.aux_loss_weight * self.loss(aux, target)
         else:
             logits = out
-            loss = self.loss(logits, y)
+            loss = self.loss(logits, target)
         return {"loss": loss, "logits": logits, "target": y}
+
+    def _num_classes(self) -> int:
+        inner = getattr(self.model, "module", self.model)
+        return getattr(getattr(inner, "_orig_mod", inner), "num_classes")
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         out = self.model(x)

@@ -81,6 +81,8 @@ class Trainer:
         self._call("on_fit_start")
         while self.epoch < self.cfg.epochs and not self.should_stop:
             self.train_loader.set_epoch(self.epoch)
+            if hasattr(self.task, "set_epoch"):
+                self.task.set_epoch(self.epoch, self.cfg.seed)
             self._call("on_train_epoch_start")
             start = time.perf_counter()
             train_metrics = self.train_epoch()

@@ -212,3 +212,39 @@ def test_unknown_metric_is_a_config_error():
         load_config(None, ["task.metrics={acuracy: {}}"])
     with pytest.raises(ConfigError, match="cannot run in evaluation"):
         load_config(None, ["task.metrics={bleu: {}}"])
+
+
+@pytest.mark.parametrize("overrides", [
+    ["optim.name=sam", "optim.base=sgd", "optim.rho=0.05"],
+    ["optim.name=lookahead", "optim.base=adamw", "optim.lr=0.005"],
+    ["optim.name=lion", "optim.lr=0.001"],
+    ["task.mix={name: mixup, mixup_alpha: 0.4, cutmix_alpha: 1.0, label_smoothing: 0.1}"],
+    ["schedule.name=plateau", "schedule.plateau_monitor=val.loss"],
+    ["optim.l1=1e-5", "optim.l2_penalty=1e-4", "optim.weight_decay=0"],
+    ["data.augment=[randaugment, {name: random_erasing, p: 0.5}]",
+     "train.accumulate_steps=2"],
+], ids=["sam", "lookahead", "lion", "mixup", "plateau", "penalties", "randaugment+accum"])
+def test_techniques_train_end_to_end_and_resume_state(overrides, tiny_overrides, runs_dir):
+    cfg = load_config(None, tiny_overrides + overrides)
+    result = run_experiment(cfg, runs_dir=runs_dir)
+    assert result.ok and result.metrics["test.acc"] > 0.3, result.metrics
+    again = run_experiment(cfg, runs_dir=runs_dir)  # deterministic with every technique on
+    assert again.metrics["test.acc"] == result.metrics["test.acc"]
+    assert again.metrics["train.loss"] == result.metrics["train.loss"]
+
+
+def test_sam_run_differs_from_its_base_optimizer(tiny_overrides, runs_dir):
+    base = run_experiment(load_config(None, tiny_overrides + ["train.epochs=1"]),
+                          runs_dir=runs_dir)
+    sam = run_experiment(load_config(None, tiny_overrides + ["train.epochs=1", "optim.name=sam",
+                                                             "optim.base=sgd"]),
+                         runs_dir=runs_dir)
+    assert sam.metrics["train.loss"] != base.metrics["train.loss"]
+
+
+def test_mix_with_smoothing_in_the_loss_is_rejected():
+    from archlab.config.loading import ConfigError
+
+    with pytest.raises(ConfigError, match="set label_smoothing in task.mix"):
+        load_config(None, ["task.mix=mixup",
+                           "task.loss={name: cross_entropy, options: {label_smoothing: 0.1}}"])
