@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("train", "eval", "runs", "data", "models")
+COMMANDS = ("train", "eval", "lr-find", "runs", "data", "models")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "and ship neural architectures.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        importlib.import_module(f"archlab.cli.{name}_cmd").add_parser(sub)
+        importlib.import_module(f"archlab.cli.{name.replace('-', '_')}_cmd").add_parser(sub)
     return parser
 
 

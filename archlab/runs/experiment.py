@@ -106,19 +106,27 @@ def run_experiment(cfg: ExperimentConfig, *, runs_dir: str | Path = "runs",
     return result
 
 
-def _train(cfg, config_dict, store, run_id, run_dir: Path, device, dist, resume_state,
-           extra_callbacks, progress) -> RunResult:
+def build_model_and_data(cfg: ExperimentConfig, device: torch.device, dist=None):
+    """Seeded model on ``device`` (channels_last for conv nets) and its data loaders."""
     seed_everything(cfg.train.seed)
-    precision = resolve_precision(cfg.train.precision, device)
     bundle = load_dataset(cfg.data)
     model = create_model(cfg.model.name, num_classes=bundle.num_classes, in_chans=bundle.in_chans,
                          **cfg.model.options)
     channels_last = has_conv(model) if cfg.train.channels_last is None else cfg.train.channels_last
     model = model.to(device, memory_format=torch.channels_last if channels_last
                      else torch.preserve_format)
+    rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
     loaders = build_loaders(cfg.data, device=device, seed=cfg.train.seed,
-                            channels_last=channels_last, rank=dist.rank,
-                            world_size=dist.world_size, bundle=bundle)
+                            channels_last=channels_last, rank=rank, world_size=world,
+                            bundle=bundle)
+    return model, loaders, channels_last
+
+
+def _train(cfg, config_dict, store, run_id, run_dir: Path, device, dist, resume_state,
+           extra_callbacks, progress) -> RunResult:
+    precision = resolve_precision(cfg.train.precision, device)
+    model, loaders, channels_last = build_model_and_data(cfg, device, dist)
+    bundle = loaders.bundle
     if dist.is_main and resume_state is None:
         save_config(cfg, run_dir / "config.yaml")
         meta = collect_meta(run_id=run_id, seed=cfg.train.seed, device=str(device),

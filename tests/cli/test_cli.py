@@ -21,7 +21,7 @@ def run_cli(*args, cwd=None):
                           env=env, cwd=cwd, timeout=300)
 
 
-@pytest.mark.parametrize("cmd", [[], ["train"], ["eval"], ["runs"], ["runs", "ls"],
+@pytest.mark.parametrize("cmd", [[], ["train"], ["eval"], ["lr-find"], ["runs"], ["runs", "ls"],
                                  ["runs", "show"], ["runs", "compare"], ["data"], ["data", "ls"],
                                  ["data", "prepare"], ["models"], ["models", "ls"],
                                  ["models", "info"]])
@@ -113,3 +113,15 @@ def test_models_ls_and_data_ls():
     assert "11,689,512" in info.stdout  # torchvision's parameter count
     data = run_cli("data", "ls")
     assert "fashion_mnist" in data.stdout and "cifar10" in data.stdout
+
+
+def test_lr_find_saves_plot_and_suggestions(tmp_path, tiny_overrides):
+    runs = tmp_path / "runs"
+    out = run_cli("lr-find", *tiny_overrides, "--steps", "30", "--runs-dir", str(runs))
+    assert out.returncode == 0, out.stderr
+    assert "steepest descent" in out.stdout and "valley" in out.stdout
+    png = next(runs.glob("*/*/artifacts/lr_find.png"))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    record = json.loads(run_cli("runs", "--runs-dir", str(runs), "ls", "--json").stdout)[0]
+    assert record["status"] == "completed" and "lr_find.steepest" in record["metrics"]
+    assert main(["lr-find", "--start-lr", "1", "--end-lr", "0.1", "--runs-dir", str(runs)]) == 2
