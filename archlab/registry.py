@@ -72,6 +72,25 @@ class Registry(Generic[T]):
         shown = ", ".join(names) if len(names) <= 20 else ", ".join(names[:20]) + ", ..."
         return f"unknown {self.kind} '{name}'{hint} ({len(names)} choices: {shown})"
 
+    def build(self, spec: Any, **extra: Any) -> Any:
+        """Construct from a config entry: ``"name"`` or ``{"name": ..., **options}``.
+
+        ``extra`` keyword arguments (e.g. ``num_classes`` known only at run time) are passed
+        too. Unknown names and bad options raise ValueError naming the entry.
+        """
+        if isinstance(spec, str):
+            name, options = spec, {}
+        elif isinstance(spec, dict) and isinstance(spec.get("name"), str):
+            name, options = spec["name"], {k: v for k, v in spec.items() if k != "name"}
+        else:
+            raise ValueError(f"{self.kind} entry must be a name or a mapping with 'name', "
+                             f"got {spec!r}")
+        factory = self.get(name)
+        try:
+            return factory(**options, **extra)
+        except TypeError as e:
+            raise ValueError(f"{self.kind} '{name}': {e}") from None
+
     def list(self, pattern: str = "*") -> list[str]:
         """Sorted names matching a shell-style wildcard (``"resnet*"``)."""
         return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))

@@ -42,3 +42,20 @@ def test_decorator_registers_with_metadata():
     assert reg.get("x") is build
     assert reg.entry("x").meta == {"paper": "p"}
     assert "x" in reg and len(reg) == 1
+
+
+def test_build_from_config_entries():
+    reg = Registry("augmentation")
+
+    @reg.register("crop")
+    def crop(padding=2, scale=1):
+        return ("crop", padding, scale)
+
+    assert reg.build("crop") == ("crop", 2, 1)
+    assert reg.build({"name": "crop", "padding": 4}, scale=3) == ("crop", 4, 3)
+    with pytest.raises(ValueError, match="augmentation 'crop'"):
+        reg.build({"name": "crop", "pad": 4})
+    with pytest.raises(ValueError, match="mapping with 'name'"):
+        reg.build(["crop"])
+    with pytest.raises(UnknownNameError, match="did you mean crop"):
+        reg.build("cropp")

@@ -132,15 +132,4 @@ AugmentSpec = Any  # "flip" or {"name": "random_crop", "padding": 2}
 
 def build_augment(spec: AugmentSpec) -> BatchAugment:
     """One augmentation from its config entry; bad names and options fail here, at config time."""
-    if isinstance(spec, str):
-        name, kwargs = spec, {}
-    elif isinstance(spec, dict) and isinstance(spec.get("name"), str):
-        kwargs = {k: v for k, v in spec.items() if k != "name"}
-        name = spec["name"]
-    else:
-        raise ValueError(f"augmentation entry must be a name or a mapping with 'name', got {spec!r}")
-    cls = AUGMENTS.get(name)
-    try:
-        return cls(**kwargs)
-    except TypeError as e:
-        raise ValueError(f"augmentation '{name}': {e}") from None
+    return AUGMENTS.build(spec)

@@ -143,14 +143,4 @@ def cutmix(num_classes: int, alpha: float = 1.0, prob: float = 1.0,
 
 def build_batch_mix(spec: Any, num_classes: int) -> Mixup:
     """A mix from its config entry (``"mixup"`` or ``{name: cutmix, alpha: 1.0}``)."""
-    if isinstance(spec, str):
-        name, kwargs = spec, {}
-    elif isinstance(spec, dict) and isinstance(spec.get("name"), str):
-        name, kwargs = spec["name"], {k: v for k, v in spec.items() if k != "name"}
-    else:
-        raise ValueError(f"batch mix entry must be a name or a mapping with 'name', got {spec!r}")
-    factory = BATCH_MIXES.get(name)
-    try:
-        return factory(num_classes=num_classes, **kwargs)
-    except TypeError as e:
-        raise ValueError(f"batch mix '{name}': {e}") from None
+    return BATCH_MIXES.build(spec, num_classes=num_classes)
