@@ -8,10 +8,11 @@ RECIPE ?= configs/fashion_mnist/default.yaml
 
 .PHONY: run test setup data bench clean
 
+# torch is pinned exactly and installed first: pip then takes the CPU wheel from local disk
+# instead of resolving a multi-GB CUDA build.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# Exact pin first: pip takes the CPU wheel from local disk instead of a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
