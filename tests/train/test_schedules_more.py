@@ -10,20 +10,9 @@ import torch
 from archlab.train.schedules import (SCHEDULES, ReduceOnPlateau, ScheduleConfig, build_schedule,
                                      step_plateau)
 
+from tests.train.test_schedules import lrs, sgd
+
 L = torch.optim.lr_scheduler
-
-
-def lrs(scheduler, optimizer, n):
-    out = []
-    for _ in range(n):
-        out.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    return out
-
-
-def sgd(lr=0.1):
-    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
 
 
 def ours(cfg, epochs, spe, lr=0.1):
