@@ -109,6 +109,8 @@ def test_saved_config_reproduces_the_run(tmp_path, tiny_overrides):
 def test_models_ls_and_data_ls():
     out = run_cli("models", "ls", "resnet*")
     assert out.returncode == 0 and "resnet18" in out.stdout and "vgg11" not in out.stdout
+    cost = run_cli("models", "ls", "resnet1?", "--cost")
+    assert "11.69M" in cost.stdout and "3.63G" in cost.stdout  # resnet18: params, FLOPs at 224
     info = run_cli("models", "info", "resnet18")
     assert "11,689,512" in info.stdout  # torchvision's parameter count
     data = run_cli("data", "ls")
