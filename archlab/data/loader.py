@@ -44,7 +44,7 @@ def shard_indices(n: int, shuffle: bool, seed: int, epoch: int, rank: int,
 
 
 class Normalize:
-    """uint8 [0, 255] -> float ((x / 255) - mean) / std, fused into one multiply-add."""
+    """uint8 [0, 255] -> float ((x / 255) - mean) / std as one scale and one shift."""
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], device: torch.device,
                  channels_last: bool = False) -> None:

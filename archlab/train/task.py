@@ -103,17 +103,25 @@ class ClassificationTask:
 
             self.mix_generator = torch.Generator().manual_seed(epoch_seed(seed + 2, epoch))
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def prepare_batch(self, batch: tuple) -> tuple:
+        """(x, y) -> (x', y, target): mixing applied once per batch, so an optimizer that
+        evaluates the same batch twice (SAM) sees the same mixed images and soft targets."""
+        if len(batch) == 3:
+            return batch
         x, y = batch
-        target = y
-        if self.cfg.mix is not None:
-            if self.mix is None:
-                from archlab.train.techniques import build_batch_mix
+        if self.cfg.mix is None:
+            return x, y, y
+        if self.mix is None:
+            from archlab.train.techniques import build_batch_mix
 
-                self.mix = build_batch_mix(self.cfg.mix, num_classes=self._num_classes())
-            if self.mix_generator is None:
-                self.set_epoch(0, self.seed)
-            x, target = self.mix(x, y, self.mix_generator)  # soft (B, K) targets
+            self.mix = build_batch_mix(self.cfg.mix, num_classes=self._num_classes())
+        if self.mix_generator is None:
+            self.set_epoch(0, self.seed)
+        x, target = self.mix(x, y, self.mix_generator)  # soft (B, K) targets
+        return x, y, target
+
+    def training_step(self, batch: tuple) -> dict[str, torch.Tensor]:
+        x, y, target = self.prepare_batch(batch)
         out = self.model(x)
         if isinstance(out, dict):
             logits = out["logits"]

@@ -105,6 +105,8 @@ class Trainer:
         window: list = []  # SAM re-runs the step's micro-batches at the perturbed weights
         for i, batch in enumerate(self.train_loader):
             boundary = (i + 1) % accumulate == 0 or i + 1 == n_batches
+            if hasattr(self.task, "prepare_batch"):  # e.g. mixup, drawn once per batch
+                batch = self.task.prepare_batch(batch)
             loss, out = self._backward(batch, accumulate, sync=boundary)
             if not torch.isfinite(loss):
                 self.failure = self._non_finite_report(loss)
