@@ -12,6 +12,7 @@ from archlab.config.experiment import ExperimentConfig
 from archlab.config.loading import ConfigError, load_config
 from archlab.models import create_model, list_models, model_info
 from archlab.models._weights import load_pretrained
+from archlab.profiling import profile
 from archlab.runs.experiment import RunResult, run_experiment
 from archlab.runs.store import RunStore
 from archlab.train.callbacks import Callback
@@ -19,5 +20,5 @@ from archlab.train.trainer import Trainer
 
 __all__ = ["Callback", "ConfigError", "ExperimentConfig", "RunResult", "RunStore", "Trainer",
            "create_model", "list_models", "load_config", "load_pretrained", "model_info",
-           "run_experiment"]
+           "profile", "run_experiment"]
 __version__ = "0.1.0"

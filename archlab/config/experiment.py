@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import field
 
+from archlab.analysis.diagnostics import DiagnosticsConfig
 from archlab.config._base import config_dataclass
 from archlab.data.config import DataConfig
 from archlab.models.config import ModelConfig
@@ -25,3 +26,6 @@ class ExperimentConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    """Training diagnostics: ``all``, a list such as ``[grad_flow, dead_units]``, or a
+    mapping of options (see archlab.analysis.diagnostics)."""

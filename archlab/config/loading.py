@@ -38,12 +38,28 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+def _expand_section(section: str, value: Any, text: str) -> Any:
+    """A top-level section given in a short form (``diagnostics=all``) becomes its mapping, so
+    a later ``diagnostics.every_steps=20`` can refine it. Sections opt in by giving their config
+    class an ``expand_short_form`` static method."""
+    field_type = typing.get_type_hints(ExperimentConfig).get(section)
+    expand = getattr(field_type, "expand_short_form", None)
+    if expand is None:
+        return value
+    try:
+        return expand(value)
+    except ValueError as e:
+        raise ConfigError(f"override '{text}': {section}: {e}") from None
+
+
 def apply_overrides(tree: dict, overrides: Iterable[str]) -> dict:
     for text in overrides:
         path, value = parse_override(text)
         node = tree
-        for part in path[:-1]:
+        for depth, part in enumerate(path[:-1]):
             child = node.setdefault(part, {})
+            if not isinstance(child, dict) and depth == 0:
+                child = node[part] = _expand_section(part, child, text)
             if not isinstance(child, dict):
                 raise ConfigError(f"override '{text}': '{part}' is a value, not a section")
             node = child

@@ -74,6 +74,11 @@ class InMemoryLoader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    @property
+    def num_examples(self) -> int:
+        """Examples in the whole split (all ranks together)."""
+        return len(self.labels)
+
     def num_samples(self) -> int:
         n = len(self.labels)
         return -(-n // self.world_size) if self.shuffle else len(range(self.rank, n, self.world_size))
@@ -126,6 +131,11 @@ class StreamingLoader:
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.epoch = epoch
+
+    @property
+    def num_examples(self) -> int:
+        """Examples in the whole split (all ranks together)."""
+        return len(self.loader.dataset)
 
     def __len__(self) -> int:
         return len(self.loader)

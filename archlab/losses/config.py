@@ -33,3 +33,9 @@ class LossConfig:
         from archlab.losses import build_loss
 
         return build_loss(self.name, **self.options)
+
+    def inputs(self) -> tuple[str, ...]:
+        """What the loss's forward takes, e.g. ("logits", "target") (the registry's metadata)."""
+        from archlab.losses import LOSSES
+
+        return tuple(LOSSES.entry(self.name).meta.get("inputs", ("logits", "target")))

@@ -3,7 +3,8 @@
 Each stage is ``conv3x3 -> max-pool 2 -> BN -> act`` followed by ``convs - 1`` more
 ``conv3x3 -> BN -> act``: pooling right after the first conv of a stage (as in airbench,
 Jordan 2024) runs the stage's remaining convs at a quarter of the pixels. The head is a global
-max-pool and a linear classifier. A variant is a row of ``CNN_VARIANTS``.
+max-pool and a linear classifier; ``drop_rate`` drops pre-logit features, ``spatial_drop_rate``
+whole channels after every stage. A variant is a row of ``CNN_VARIANTS``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 
 from archlab.layers.activations import create_act
+from archlab.layers.drop import SpatialDropout
 from archlab.layers.norms import create_norm
 from archlab.models._contract import Classifier, DefaultCfg, linear_or_identity
 from archlab.models._factory import register_model
@@ -37,13 +39,16 @@ def conv_bn_act(in_chans: int, out_chans: int, act: str, norm: str, pool: bool) 
 class CNN(Classifier):
     def __init__(self, widths: tuple[int, ...], convs: tuple[int, ...], num_classes: int = 10,
                  in_chans: int = 1, img_size: int = 28, act: str = "relu", norm: str = "batch",
-                 drop_rate: float = 0.0) -> None:
+                 drop_rate: float = 0.0, spatial_drop_rate: float = 0.0) -> None:
         super().__init__()
         self.num_classes, self.num_features = num_classes, widths[-1]
         stages, c = [], in_chans
         for width, n in zip(widths, convs):
-            stages.append(nn.Sequential(*[conv_bn_act(c if i == 0 else width, width, act, norm,
-                                                      pool=i == 0) for i in range(n)]))
+            blocks = [conv_bn_act(c if i == 0 else width, width, act, norm, pool=i == 0)
+                      for i in range(n)]
+            if spatial_drop_rate > 0:  # whole feature maps (Tompson et al. 2015), after the stage
+                blocks.append(SpatialDropout(spatial_drop_rate))
+            stages.append(nn.Sequential(*blocks))
             c = width
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AdaptiveMaxPool2d(1)
@@ -74,9 +79,9 @@ class CNN(Classifier):
 
 def _register(name: str, widths: tuple[int, ...], convs: tuple[int, ...]) -> None:
     def build(num_classes: int = 10, in_chans: int = 1, img_size: int = 28, act: str = "relu",
-              norm: str = "batch", drop_rate: float = 0.0) -> CNN:
+              norm: str = "batch", drop_rate: float = 0.0, spatial_drop_rate: float = 0.0) -> CNN:
         return CNN(widths, convs, num_classes=num_classes, in_chans=in_chans, img_size=img_size,
-                   act=act, norm=norm, drop_rate=drop_rate)
+                   act=act, norm=norm, drop_rate=drop_rate, spatial_drop_rate=spatial_drop_rate)
 
     build.__doc__ = f"CNN with stage widths {widths} and {convs} convs per stage."
     register_model(name, family="cnn")(build)

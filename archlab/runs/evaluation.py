@@ -8,11 +8,10 @@ import torch
 
 from archlab.config.loading import build_config
 from archlab.data.pipeline import build_loaders, load_dataset
-from archlab.models import create_model
 from archlab.train.checkpoint_io import load_checkpoint
 from archlab.train.evaluate import evaluate
 from archlab.train.precision import resolve_precision
-from archlab.train.task import build_task
+from archlab.train.task import EvaluationTask
 
 
 def evaluation_state_dict(checkpoint: dict) -> dict[str, torch.Tensor]:
@@ -28,8 +27,7 @@ def load_model_from_checkpoint(path: str | Path, device: str | torch.device = "c
     checkpoint = load_checkpoint(path)
     cfg = build_config(checkpoint["config"], f"config stored in {path}")
     bundle = load_dataset(cfg.data)
-    model = create_model(cfg.model.name, num_classes=bundle.num_classes,
-                         in_chans=bundle.in_chans, **cfg.model.options)
+    model = cfg.model.build(num_classes=bundle.num_classes, in_chans=bundle.in_chans)
     model.load_state_dict(evaluation_state_dict(checkpoint))
     return model.to(device).eval(), cfg, bundle
 
@@ -40,7 +38,7 @@ def evaluate_checkpoint(path: str | Path, *, split: str = "test", tta_flip: bool
     loaders = build_loaders(cfg.data, device=torch.device(device), seed=cfg.train.seed,
                             bundle=bundle)
     loader = loaders.test if split == "test" else loaders.val
-    task = build_task(model, cfg.task)
+    task = EvaluationTask(model, cfg.task)
     flip = cfg.train.tta_flip if tta_flip is None else tta_flip
     return evaluate(task, loader, resolve_precision("fp32", torch.device(device)), tta_flip=flip,
                     prefix=split)

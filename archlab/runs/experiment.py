@@ -19,7 +19,7 @@ from torch import nn
 from archlab.config.experiment import ExperimentConfig
 from archlab.config.loading import build_config, config_to_dict, save_config
 from archlab.data.pipeline import build_loaders, load_dataset
-from archlab.models import create_model
+from archlab.layers.variational_dropout import variational_kl
 from archlab.runs.provenance import collect_meta
 from archlab.runs.store import RunStore, truncate_metrics
 from archlab.train.callbacks import (EMA, Callback, EarlyStopping, MetricLogger, ModelCheckpoint,
@@ -110,8 +110,7 @@ def build_model_and_data(cfg: ExperimentConfig, device: torch.device, dist=None)
     """Seeded model on ``device`` (channels_last for conv nets) and its data loaders."""
     seed_everything(cfg.train.seed)
     bundle = load_dataset(cfg.data)
-    model = create_model(cfg.model.name, num_classes=bundle.num_classes, in_chans=bundle.in_chans,
-                         **cfg.model.options)
+    model = cfg.model.build(num_classes=bundle.num_classes, in_chans=bundle.in_chans)
     channels_last = has_conv(model) if cfg.train.channels_last is None else cfg.train.channels_last
     model = model.to(device, memory_format=torch.channels_last if channels_last
                      else torch.preserve_format)
@@ -141,7 +140,8 @@ def _train(cfg, config_dict, store, run_id, run_dir: Path, device, dist, resume_
         net = nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
     task = build_task(net, cfg.task)
-    optimizer = build_optimizer(model, cfg.optim)
+    optimizer = build_optimizer(model, cfg.optim, getattr(task, "param_groups",
+                                                          lambda lr: [])(cfg.optim.lr))
     steps_per_epoch = math.ceil(len(loaders.train) / cfg.train.accumulate_steps)
     scheduler = build_schedule(optimizer, cfg.schedule, epochs=cfg.train.epochs,
                                steps_per_epoch=steps_per_epoch)
@@ -162,11 +162,12 @@ def _train(cfg, config_dict, store, run_id, run_dir: Path, device, dist, resume_
     if show:
         cbs.append(ProgressBar())
     cbs.extend(extra_callbacks)
+    if cfg.diagnostics.enabled:
+        from archlab.analysis.diagnostics import Diagnostics
 
-    penalty = None
-    if cfg.optim.l1 or cfg.optim.l2_penalty:
-        def penalty():
-            return regularization_penalty(model, l1=cfg.optim.l1, l2=cfg.optim.l2_penalty)
+        cbs.append(Diagnostics(cfg.diagnostics, run_dir))
+
+    penalty = build_penalty(model, cfg, num_train=loaders.train.num_examples)
     trainer = Trainer(task, optimizer, scheduler, train_loader=loaders.train,
                       val_loader=loaders.val, cfg=cfg.train, precision=precision, callbacks=cbs,
                       dist=dist, model=model, penalty=penalty,
@@ -189,6 +190,20 @@ def _train(cfg, config_dict, store, run_id, run_dir: Path, device, dist, resume_
         final = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.load_state_dict(final)
     return RunResult(run_id, run_dir, status, metrics, trainer.failure, model)
+
+
+def build_penalty(model: nn.Module, cfg: ExperimentConfig, num_train: int):
+    """The loss-side terms the config asks for, as one function (None when there are none):
+    L1 / L2 penalties and, for variational dropout, the KL / N_train of the ELBO."""
+    terms = []
+    if cfg.optim.l1 or cfg.optim.l2_penalty:
+        terms.append(lambda: regularization_penalty(model, l1=cfg.optim.l1,
+                                                    l2=cfg.optim.l2_penalty))
+    if cfg.model.dropout == "variational":
+        terms.append(lambda: variational_kl(model) / num_train)
+    if not terms:
+        return None
+    return lambda: sum(term() for term in terms)
 
 
 def load_run_config(run_dir: str | Path) -> ExperimentConfig:

@@ -193,9 +193,10 @@ def read_metrics(run_dir: str | Path) -> Iterator[dict[str, Any]]:
                     yield json.loads(line)
 
 
-def truncate_metrics(run_dir: str | Path, max_step: int) -> None:
-    """Drop records logged after ``max_step`` (a resumed run re-logs them), atomically."""
-    path = Path(run_dir) / "metrics.jsonl"
+def truncate_metrics(run_dir: str | Path, max_step: int, filename: str = "metrics.jsonl") -> None:
+    """Drop records of ``filename`` logged after ``max_step`` (a resumed run re-logs them),
+    atomically."""
+    path = Path(run_dir) / filename
     if not path.exists():
         return
     kept = []

@@ -58,3 +58,14 @@ def broadcast_object(obj, info: DistInfo, src: int = 0):
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
+
+
+def all_reduce_mean_grads(params, info: DistInfo) -> None:
+    """Average ``params``' gradients over ranks, for tensors DDP does not manage (DDP averages
+    the wrapped model's own gradients during backward)."""
+    if not info.enabled:
+        return
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad.div_(info.world_size)

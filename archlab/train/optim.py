@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Annotated, Callable, Optional
+from typing import Annotated, Callable, Optional, Sequence
 
 import torch
 from pydantic import Field, field_validator
@@ -186,10 +186,13 @@ def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: boo
     return list(groups.values())
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, cfg: OptimConfig,
+                    extra_groups: Sequence[dict] = ()) -> torch.optim.Optimizer:
+    """The configured optimizer over ``model``'s parameter groups plus ``extra_groups`` (complete
+    groups with their own ``lr``, e.g. a task's center-loss centers)."""
     groups = param_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias, cfg.lr_multipliers)
     groups = [{**g, "lr": cfg.lr * g["lr_multiplier"]} for g in groups if g["params"]]
-    return OPTIMIZERS.get(cfg.name)(groups, cfg)
+    return OPTIMIZERS.get(cfg.name)(groups + list(extra_groups), cfg)
 
 
 def regularization_penalty(model: nn.Module, l1: float = 0.0, l2: float = 0.0,

@@ -8,7 +8,7 @@ configured by its own :class:`TaskConfig` slice.
 from __future__ import annotations
 
 from dataclasses import field
-from typing import Annotated, Any, Optional, Protocol
+from typing import Annotated, Any, Literal, Optional, Protocol
 
 import torch
 from pydantic import Field, field_validator
@@ -17,6 +17,25 @@ from torch import nn
 from archlab.config import config_dataclass, known_name
 from archlab.losses.config import LossConfig
 from archlab.registry import Registry
+
+
+@config_dataclass
+class CenterLossConfig:
+    """Center loss next to the task's loss (Wen et al. 2016): L = L_task + weight · L_C, with the
+    class centers learned in their own parameter group at lr × lr_multiplier."""
+    weight: Annotated[float, Field(gt=0.0)] = 0.01
+    """λ; Wen et al. use 0.003-0.01 for faces (their MNIST toy: 0.01-1)."""
+    lr_multiplier: Annotated[float, Field(gt=0.0)] = 1.0
+    """Centers' lr relative to optim.lr (the paper's separate center rate α)."""
+
+
+@config_dataclass
+class TeacherConfig:
+    """The teacher of a distillation task: a finished archlab run (or one of its checkpoints)."""
+    run: str
+    """Run directory (runs/<experiment>/<run_id>) or a .ckpt file."""
+    checkpoint: Literal["best", "last"] = "best"
+    """Which checkpoint of the run; "best" uses last.ckpt when the run saved no best."""
 
 
 @config_dataclass
@@ -35,6 +54,10 @@ class TaskConfig:
     aux_loss_weight: Optional[Annotated[float, Field(ge=0.0)]] = None
     """Weight of auxiliary classifier losses; None uses the model's own ``aux_loss_weight``
     (GoogLeNet 0.3 as in the paper, Inception-v3 0.4)."""
+    center_loss: Optional[CenterLossConfig] = None
+    """Add a center loss on the penultimate features, e.g. {weight: 0.01, lr_multiplier: 10}."""
+    teacher: Optional[TeacherConfig] = None
+    """distillation: the teacher run, e.g. {run: runs/fashion_mnist/20261122-...}."""
 
     @field_validator("name")
     @classmethod
@@ -61,6 +84,20 @@ class TaskConfig:
             if self.loss.options.get("label_smoothing"):
                 raise ValueError("with task.mix, set label_smoothing in task.mix (it is folded "
                                  "into the soft targets), not in task.loss.options")
+            if self.center_loss is not None:
+                raise ValueError("task.center_loss needs hard labels; it cannot be combined with "
+                                 "task.mix (mixed images have no single class center)")
+        task = TASKS.get(self.name)
+        if self.loss.inputs() not in task.loss_inputs:
+            from archlab.losses import LOSSES
+
+            fits = [n for n in LOSSES if LOSSES.entry(n).meta.get("inputs") in task.loss_inputs]
+            raise ValueError(f"task '{self.name}' cannot train with loss '{self.loss.name}' (it "
+                             f"takes {', '.join(self.loss.inputs())}); losses for this task: "
+                             f"{', '.join(fits)}")
+        if (self.name == "distillation") != (self.teacher is not None):
+            raise ValueError("task.teacher is required by, and only used by, "
+                             "task.name=distillation")
 
 
 class Task(Protocol):
@@ -76,10 +113,18 @@ class Task(Protocol):
 TASKS: Registry[type] = Registry("task")
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The user's model inside DDP (``.module``) and torch.compile (``._orig_mod``) wrappers."""
+    inner = getattr(model, "module", model)
+    return getattr(inner, "_orig_mod", inner)
+
+
 @TASKS.register("classification")
 class ClassificationTask:
     """A classification loss on logits (cross-entropy by default); models with auxiliary heads
     return ``{"logits": ..., "aux_logits": [...]}`` in training and add their weighted losses."""
+
+    loss_inputs = (("logits", "target"),)  # the losses this task can feed
 
     def __init__(self, model: nn.Module, cfg: TaskConfig) -> None:
         self.model, self.cfg = model, cfg
@@ -87,10 +132,46 @@ class ClassificationTask:
         self.mix = None
         self.mix_generator: torch.Generator | None = None
         self.seed = 0
-        inner = getattr(model, "module", model)  # DDP / compile wrappers
-        inner = getattr(inner, "_orig_mod", inner)
+        inner = unwrap(model)
         self.aux_loss_weight = (cfg.aux_loss_weight if cfg.aux_loss_weight is not None
                                 else getattr(inner, "aux_loss_weight", 0.0))
+        self.center = None
+        if cfg.center_loss is not None:
+            self._features: torch.Tensor | None = None
+            self.center = self._attach_center_loss(inner, cfg.center_loss)
+
+    def _attach_center_loss(self, inner: nn.Module, cfg: CenterLossConfig):
+        """The centers live in the task; the penultimate features are the classifier's input,
+        caught by a forward hook so the model is still called as a whole (DDP syncs it)."""
+        from archlab.losses.center import CenterLoss
+
+        head = inner.get_classifier() if hasattr(inner, "get_classifier") else None
+        if not isinstance(head, nn.Linear):
+            raise ValueError(f"task.center_loss needs a model whose get_classifier() is a Linear "
+                             f"layer (its input is the feature); {type(inner).__name__} has "
+                             f"{type(head).__name__}")
+
+        def keep_features(module, args):
+            self._features = args[0]
+        head.register_forward_pre_hook(keep_features)
+        center = CenterLoss(num_classes=head.out_features, feat_dim=head.in_features,
+                            center_lr_multiplier=cfg.lr_multiplier)
+        return center.to(head.weight.device)
+
+    def extra_parameters(self) -> list[nn.Parameter]:
+        """Trainable tensors outside the model: the center-loss centers."""
+        return [] if self.center is None else list(self.center.parameters())
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """Optimizer groups for :meth:`extra_parameters` (centers: their own lr, no decay)."""
+        return [] if self.center is None else [self.center.param_group(lr)]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self.center is None else {"center": self.center.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.center is not None and "center" in state:
+            self.center.load_state_dict(state["center"])
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.criterion(logits, target)
@@ -131,16 +212,40 @@ class ClassificationTask:
         else:
             logits = out
             loss = self.loss(logits, target)
-        return {"loss": loss, "logits": logits, "target": y}
+        result = {"loss": loss, "logits": logits, "target": y}
+        if self.center is not None:
+            features, self._features = self._features, None
+            center = self.center(features.flatten(1), y)  # (B, D) penultimate features
+            result.update(loss=loss + self.cfg.center_loss.weight * center,
+                          center_loss=center.detach())
+        return result
 
     def _num_classes(self) -> int:
-        inner = getattr(self.model, "module", self.model)
-        return getattr(getattr(inner, "_orig_mod", inner), "num_classes")
+        return unwrap(self.model).num_classes
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(x)
-        return out["logits"] if isinstance(out, dict) else out
+        return predict_logits(self.model, x)
+
+
+def predict_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    out = model(x)
+    return out["logits"] if isinstance(out, dict) else out
+
+
+class EvaluationTask:
+    """What evaluating a trained classifier needs from any task config: the model, its logits and
+    the metric specs (``cfg.metrics``) — no loss, teacher or centers are built."""
+
+    def __init__(self, model: nn.Module, cfg: TaskConfig) -> None:
+        self.model, self.cfg = model, cfg
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return predict_logits(self.model, x)
 
 
 def build_task(model: nn.Module, cfg: TaskConfig):
     return TASKS.get(cfg.name)(model, cfg)
+
+
+# Tasks defined in their own modules register themselves on import.
+from archlab.train import distillation_task  # noqa: E402,F401

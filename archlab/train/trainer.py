@@ -18,8 +18,9 @@ from torch import nn
 
 from archlab.config import config_dataclass
 from archlab.train.callbacks.base import Callback
-from archlab.train.distributed import DistInfo, all_reduce_sum
+from archlab.train.distributed import DistInfo, all_reduce_mean_grads, all_reduce_sum
 from archlab.train.evaluate import evaluate
+from archlab.train.gradient_transforms import build_gradient_transforms
 from archlab.train.optimizers import SAM, frozen_norm_stats
 from archlab.train.precision import Precision
 from archlab.train.reproducibility import rng_state, set_rng_state
@@ -41,6 +42,15 @@ class TrainConfig:
     """Optimizer step every k batches (effective batch = k * data.batch_size)."""
     grad_clip_norm: Optional[Annotated[float, Field(gt=0.0)]] = None
     grad_clip_value: Optional[Annotated[float, Field(gt=0.0)]] = None
+    grad_clip_agc: Optional[Annotated[float, Field(gt=0.0)]] = None
+    """Adaptive gradient clipping factor λ (Brock et al. 2021): unit-wise ||G|| <= λ·||W||; the
+    paper uses 0.01 at batch 4096 and larger λ for smaller batches. The classifier is exempt."""
+    agc_eps: Annotated[float, Field(gt=0.0)] = 1e-3
+    """AGC: floor on ||W|| so zero-initialized weights still move."""
+    grad_noise_eta: Optional[Annotated[float, Field(gt=0.0)]] = None
+    """Gradient noise N(0, η / (1 + t)^γ) added every step (Neelakantan et al. 2015: η in
+    {0.01, 0.3, 1.0})."""
+    grad_noise_gamma: Annotated[float, Field(ge=0.0)] = 0.55
     compile: bool = False
     """torch.compile the model."""
     tta_flip: bool = False
@@ -67,6 +77,12 @@ class Trainer:
         self.penalty = penalty  # e.g. L1 / L2 terms added to every micro-batch's loss
         self.plateau_monitor = plateau_monitor
         self.sam = optimizer if isinstance(optimizer, SAM) else None
+        # Trainable tensors the task owns outside the model (e.g. center-loss centers).
+        self.task_params = list(task.extra_parameters()) if hasattr(task, "extra_parameters") \
+            else []
+        self.grad_norm_before_clip: torch.Tensor | None = None  # set when grad_clip_norm is on
+        self.gradient_transforms = build_gradient_transforms(self.model, cfg, cfg.seed,
+                                                             self.task_params)
         self.scaler = torch.amp.GradScaler(precision.device_type,
                                            enabled=precision.use_grad_scaler)
         self.epoch = 0  # epochs completed
@@ -153,11 +169,16 @@ class Trainer:
         self.sam.restore()
 
     def optimizer_step(self) -> None:
+        if self.dist.enabled and self.task_params:  # DDP only averages the model's gradients
+            all_reduce_mean_grads(self.task_params, self.dist)
         self.scaler.unscale_(self.optimizer)
-        if self.cfg.grad_clip_value is not None:
-            nn.utils.clip_grad_value_(self.model.parameters(), self.cfg.grad_clip_value)
-        if self.cfg.grad_clip_norm is not None:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip_norm)
+        # Clipping, AGC, noise (as configured). Norm clipping returns the global norm it saw;
+        # keep it (a tensor, no device sync) so diagnostics can see the pre-clip value.
+        self.grad_norm_before_clip = None
+        for transform in self.gradient_transforms:
+            out = transform(self.global_step)
+            if isinstance(out, torch.Tensor) and self.grad_norm_before_clip is None:
+                self.grad_norm_before_clip = out
         self._call("on_before_optimizer_step")
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -190,6 +211,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
+            "task": self.task.state_dict() if hasattr(self.task, "state_dict") else {},
             "callbacks": {self._cb_key(i, cb): cb.state_dict() for i, cb in
                           enumerate(self.callbacks)},
             "epoch": self.epoch,
@@ -207,6 +229,8 @@ class Trainer:
         self.scheduler.load_state_dict({**sched, "lr_lambdas": sched.get("lr_lambdas",
                                                                          [None] * n_lambdas)})
         self.scaler.load_state_dict(state["scaler"])
+        if hasattr(self.task, "load_state_dict"):
+            self.task.load_state_dict(state.get("task", {}))
         for i, cb in enumerate(self.callbacks):
             cb.load_state_dict(state["callbacks"].get(self._cb_key(i, cb), {}))
         self.epoch, self.global_step = state["epoch"], state["global_step"]

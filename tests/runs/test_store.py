@@ -65,3 +65,7 @@ def test_truncate_metrics_drops_later_and_torn_records(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n{"step": 5}\n{"step": 9}\n{"st')
     truncate_metrics(tmp_path, 5)
     assert [r["step"] for r in read_metrics(tmp_path)] == [1, 5]
+    (tmp_path / "other.jsonl").write_text('{"step": 2}\n{"step": 7}\n')
+    truncate_metrics(tmp_path, 5, "other.jsonl")  # any step-keyed log of the run
+    assert (tmp_path / "other.jsonl").read_text() == '{"step": 2}\n'
+    assert [r["step"] for r in read_metrics(tmp_path)] == [1, 5]

@@ -31,12 +31,12 @@ def mlp():
     return nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 3))
 
 
-def make_trainer(model, batches, accumulate=1, callbacks=(), lr=0.1):
+def make_trainer(model, batches, accumulate=1, callbacks=(), lr=0.1, **train_options):
     task = ClassificationTask(model, TaskConfig())
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     steps = len(batches) // accumulate
     sched = build_schedule(opt, ScheduleConfig(name="constant"), epochs=1, steps_per_epoch=steps)
-    cfg = TrainConfig(epochs=1, accumulate_steps=accumulate)
+    cfg = TrainConfig(epochs=1, accumulate_steps=accumulate, **train_options)
     return Trainer(task, opt, sched, train_loader=ListLoader(batches), val_loader=ListLoader([]),
                    cfg=cfg, precision=Precision(None, False, "cpu"), callbacks=list(callbacks))
 
@@ -92,9 +92,9 @@ def test_gradient_clipping_by_norm_bounds_the_step():
     x, y = data(8)
     model = mlp()
     before = [p.detach().clone() for p in model.parameters()]
-    trainer = make_trainer(model, [(x * 100, y)], lr=1.0)
-    trainer.cfg = TrainConfig(epochs=1, grad_clip_norm=0.01)
+    trainer = make_trainer(model, [(x * 100, y)], lr=1.0, grad_clip_norm=0.01)
     trainer.train_epoch()
+    assert trainer.grad_norm_before_clip > 1.0  # the raw norm, which the clip brought to 0.01
     step = torch.cat([(p - b).flatten() for p, b in zip(model.parameters(), before)])
     assert step.norm() <= 0.01 * 1.0 + 1e-6  # lr * clipped norm (first momentum step)
 

@@ -1,0 +1,118 @@
+"""Dead units: ReLU-family units that output exactly zero for every example of a data pass.
+
+A ReLU whose pre-activation is negative for every input passes no gradient and never recovers
+("dying ReLU", Lu et al. 2019; Maas et al. 2013 motivate Leaky ReLU with it). A *unit* is a
+channel of a conv output ``(B, C, *spatial)`` — dead if it is zero at every position of every
+example — or a feature of ``(B, F)`` and token outputs ``(B, L, D)`` (the last dim).
+
+Hook a validation pass; it costs no extra forward pass and keeps one boolean per unit::
+
+    counter = DeadUnitCounter(model)
+    with counter:
+        for x, _ in val_loader:
+            model(x)
+    counter.results()["stages.0.0.3"]   # {"dead_fraction": 0.25, "dead": 4, "units": 16}
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import torch
+from torch import nn
+
+from archlab.analysis.activation_stats import select_modules
+
+#: Activations with an exactly-zero region, where a unit can die.
+DEAD_CAPABLE_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6, nn.Hardswish,
+                                                   nn.Hardsigmoid)
+
+
+def relu_family_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """Every ReLU-family activation module of ``model`` by name, in registration order."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, DEAD_CAPABLE_TYPES)}
+
+
+def unit_dim(output: torch.Tensor) -> int:
+    """The axis that indexes units: channels (dim 1) of 4-d/5-d conv maps, the last dim of
+    (B, F) features and (B, L, D) token sequences (archlab's sequence models are batch-first)."""
+    if output.ndim < 2:
+        raise ValueError(f"dead-unit counting needs a batched output (B, ...), got shape "
+                         f"{tuple(output.shape)}")
+    return 1 if output.ndim >= 4 else output.ndim - 1
+
+
+class DeadUnitCounter:
+    """Removable forward hooks recording, per watched module, which units were ever non-zero.
+
+    ``modules``: mapping name -> module, list of module names, or None for every ReLU-family
+    module (:data:`DEAD_CAPABLE_TYPES`).
+    """
+
+    def __init__(self, model: nn.Module,
+                 modules: Mapping[str, nn.Module] | Iterable[str] | None = None) -> None:
+        self.modules = select_modules(model, modules, relu_family_modules)
+        self._handles: list = []
+        self.reset()
+
+    @property
+    def attached(self) -> bool:
+        return bool(self._handles)
+
+    def attach(self) -> "DeadUnitCounter":
+        if not self._handles:
+            self._handles = [m.register_forward_hook(self._hook(name))
+                             for name, m in self.modules.items()]
+        return self
+
+    def detach(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def __enter__(self) -> "DeadUnitCounter":
+        return self.attach()
+
+    def __exit__(self, *exc) -> None:
+        self.detach()
+
+    def reset(self) -> None:
+        self._alive: dict[str, torch.Tensor] = {}  # name -> (units,) bool, on the output device
+
+    def _hook(self, name: str):
+        def hook(module, inputs, output):
+            if isinstance(output, torch.Tensor):
+                self._accumulate(name, output.detach())
+        return hook
+
+    @torch.no_grad()
+    def _accumulate(self, name: str, y: torch.Tensor) -> None:
+        dim = unit_dim(y)
+        alive = (y != 0).any(dim=tuple(d for d in range(y.ndim) if d != dim))  # (units,)
+        previous = self._alive.get(name)
+        if previous is None:
+            self._alive[name] = alive
+        elif previous.shape != alive.shape:
+            raise ValueError(f"module '{name}' produced {alive.numel()} units in one call and "
+                             f"{previous.numel()} in another; dead-unit counting needs a fixed "
+                             f"unit count per module")
+        else:
+            previous |= alive
+
+    def results(self) -> dict[str, dict[str, float]]:
+        """name -> ``dead_fraction``, ``dead`` (count) and ``units``, for modules that ran."""
+        out = {}
+        for name in self.modules:
+            if name in self._alive:
+                alive = self._alive[name]
+                dead = int((~alive).sum())
+                out[name] = {"dead_fraction": dead / alive.numel(), "dead": dead,
+                             "units": alive.numel()}
+        return out
+
+    def dead_indices(self, name: str) -> list[int]:
+        """Indices of the dead units of module ``name``."""
+        if name not in self._alive:
+            raise KeyError(f"module '{name}' has not produced an output since the last reset; "
+                           f"recorded: {', '.join(self._alive) or 'none'}")
+        return torch.nonzero(~self._alive[name]).flatten().tolist()

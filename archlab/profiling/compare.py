@@ -1,0 +1,179 @@
+"""Several models and trained runs side by side: a cost/accuracy table and a Pareto plot.
+
+A *run* contributes its test accuracy (the run store's ``test.acc``) and its model, rebuilt from
+the run's config (name, options, and the dataset's classes, channels and image size); a bare
+*model name* contributes costs only. The Pareto frontier is the set of runs no other run beats
+on both axes at once: lower cost (latency or FLOPs) and higher accuracy.
+
+Usage::
+
+    reports = compare(["resnet18", "runs/cifar/20250101-120000-abc123"], batch_sizes=[1])
+    print(comparison_table(reports))
+    plot_pareto(reports, "pareto.png")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class RunTarget:
+    run_id: str
+    model_name: str
+    model: nn.Module  # freshly built from the run's config (architecture, not trained weights)
+    input_size: tuple[int, ...]
+    accuracy: float | None  # the store's test.acc; None for a run without one (failed, running)
+
+
+def load_run_target(ref: str | Path, runs_dir: str | Path = "runs") -> RunTarget:
+    """A run by directory, id or unique id prefix. A run directory is looked up in its own store
+    (``<root>/<experiment>/<run_id>``) whatever ``runs_dir`` says."""
+    from archlab.data.pipeline import load_dataset
+    from archlab.runs.experiment import load_run_config
+    from archlab.runs.store import RunNotFoundError, RunStore
+
+    path = Path(ref)
+    if path.is_dir() and (path / "config.yaml").exists():
+        root = path.resolve().parent.parent
+    else:
+        root = Path(runs_dir)
+        if not (root / "index.sqlite").exists():
+            raise RunNotFoundError(f"no run '{ref}': {root} holds no run store")
+    record = RunStore(root).get(ref)
+    cfg = load_run_config(record.path)
+    bundle = load_dataset(cfg.data)
+    model = cfg.model.build(bundle.num_classes, bundle.in_chans)
+    acc = record.metrics.get("test.acc")
+    return RunTarget(run_id=record.run_id, model_name=cfg.model.name, model=model,
+                     input_size=(bundle.in_chans, *bundle.img_size),
+                     accuracy=None if acc is None else float(acc))
+
+
+def compare(targets: Sequence[str | RunTarget], runs_dir: str | Path = "runs",
+            **options: Any):
+    """One :class:`ProfileReport` per target: a registered model name, a :class:`RunTarget`, or a
+    string naming a run (directory, id). ``options`` are ``ProfileConfig`` fields shared by all
+    (``model_options`` only apply to model names); a run's own input size is used unless
+    ``input_size`` is given."""
+    from archlab.models import MODELS
+    from archlab.profiling import profile
+
+    reports = []
+    for target in targets:
+        if isinstance(target, str) and target in MODELS:
+            reports.append(profile(target, **options))
+            continue
+        run = target if isinstance(target, RunTarget) else load_run_target(target, runs_dir)
+        run_options = dict(options)
+        run_options.pop("model_options", None)  # for model names; a run's model is built already
+        if run_options.get("input_size") is None:
+            run_options["input_size"] = list(run.input_size)
+        report = profile(run.model, target=run.run_id, accuracy=run.accuracy, **run_options)
+        report.model = run.model_name
+        reports.append(report)
+    return reports
+
+
+def pareto_front(costs: Sequence[float], scores: Sequence[float]) -> list[int]:
+    """Indices of the non-dominated points, by increasing cost: no other point has cost <= and
+    score >= with one of them strict. Equal points are all kept."""
+    if len(costs) != len(scores):
+        raise ValueError(f"costs and scores differ in length: {len(costs)} vs {len(scores)}")
+    order = sorted(range(len(costs)), key=lambda i: (costs[i], -scores[i]))
+    front: list[int] = []
+    for i in order:
+        if not front or scores[i] > scores[front[-1]]:
+            front.append(i)
+        elif scores[i] == scores[front[-1]] and costs[i] == costs[front[-1]]:
+            front.append(i)
+    return front
+
+
+def _latency_ms(report) -> float | None:
+    return report.latency[0].median_ms if report.latency else None
+
+
+def comparison_table(reports: Sequence) -> str:
+    """Accuracy, latency (first batch size), params and FLOPs per target; Pareto-optimal runs
+    (on latency when measured, else FLOPs) are marked with ``*``."""
+    from archlab.profiling.report import human, text_table
+
+    runs = [i for i, r in enumerate(reports) if r.accuracy is not None]
+    use_latency = all(_latency_ms(reports[i]) is not None for i in runs)
+    costs = [_latency_ms(reports[i]) if use_latency else reports[i].flops for i in runs]
+    front = {runs[j] for j in pareto_front(costs, [reports[i].accuracy for i in runs])}
+    batch = reports[0].latency[0].batch_size if reports and reports[0].latency else None
+    header = ["", "target", "model", "test.acc", "params", "FLOPs",
+              f"median ms (batch {batch})" if batch else "median ms", "samples/s"]
+    rows = []
+    for i, r in enumerate(reports):
+        lat = r.latency[0] if r.latency else None
+        rows.append(["*" if i in front else "", r.target, r.model,
+                     f"{r.accuracy:.4f}" if r.accuracy is not None else "-", human(r.params),
+                     human(r.flops), f"{lat.median_ms:.2f}" if lat else "-",
+                     f"{lat.samples_per_s:.1f}" if lat else "-"])
+    note = (f"\n* Pareto-optimal: no other run is both {'faster' if use_latency else 'cheaper'} "
+            "and more accurate" if front else "")
+    return text_table(header, rows, right={3, 4, 5, 6, 7}) + note
+
+
+def plot_pareto(reports: Sequence, path: str | Path) -> Path:
+    """PNG of test accuracy vs latency and vs FLOPs for the reports that have an accuracy (runs),
+    the frontier highlighted and joined, every point labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    from archlab.profiling.report import human
+
+    points = [r for r in reports if r.accuracy is not None]
+    if not points:
+        raise ValueError("a Pareto plot needs at least one run with a test accuracy; "
+                         "model names alone have none")
+    panels = [("FLOPs per sample", [float(r.flops) for r in points])]
+    if all(r.latency for r in points):
+        batch = points[0].latency[0].batch_size
+        panels.insert(0, (f"median latency (ms, batch {batch}, {points[0].device})",
+                          [r.latency[0].median_ms for r in points]))
+    accs = [r.accuracy for r in points]
+    labels: dict[tuple[float, float], list[str]] = {}  # identical points share one label
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), squeeze=False)
+    for ax, (xlabel, costs) in zip(axes[0], panels):
+        front = pareto_front(costs, accs)
+        others = [i for i in range(len(points)) if i not in front]
+        ax.scatter([costs[i] for i in others], [accs[i] for i in others], color="tab:gray",
+                   label="dominated", zorder=2)
+        # the frontier as a staircase: each step holds the best accuracy up to that cost
+        ax.plot([costs[i] for i in front], [accs[i] for i in front], "-o", color="tab:red",
+                drawstyle="steps-post", markersize=8, label="Pareto frontier", zorder=3)
+        labels.clear()
+        for i, r in enumerate(points):
+            text = f"{r.model} {r.target}" if r.target != r.model else r.model
+            labels.setdefault((costs[i], accs[i]), []).append(text)
+        for (x, y), texts in labels.items():
+            ax.annotate("\n".join(texts), (x, y), textcoords="offset points", xytext=(6, 6),
+                        fontsize=7)
+        ax.margins(x=0.2, y=0.1)
+        if xlabel.startswith("FLOPs"):
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: human(v)))
+        if min(costs) > 0 and max(costs) / min(costs) > 20:  # spans orders of magnitude
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test accuracy")
+        ax.set_title(f"accuracy vs {xlabel.split(' (')[0]}")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best")
+    fig.suptitle(f"Pareto frontier of {len(points)} run(s): higher and further left is better")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
