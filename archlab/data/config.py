@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import field
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import ArgsKwargs
 
 from archlab.config import config_dataclass, known_name
+from archlab.data.pk_sampler import PKSamplerConfig
 
 
 @config_dataclass
@@ -27,11 +30,36 @@ class DataConfig:
     """Class-balanced fraction of the training split to keep (data-efficiency studies)."""
     subset_per_class: Optional[Annotated[int, Field(gt=0)]] = None
     batch_size: Annotated[int, Field(gt=0)] = 256
+    """Training batch per process; with ``pk_sampler`` it is P·K (filled in when not given)."""
     eval_batch_size: Annotated[int, Field(gt=0)] = 1024
     augment: list[Any] = field(default_factory=list)
     """Training-only batched augmentations: names or {name: ..., option: ...} mappings."""
     num_workers: Annotated[int, Field(ge=0)] = 2
     """Loader processes for on-disk datasets; in-memory datasets need none."""
+    pk_sampler: Optional[PKSamplerConfig] = None
+    """Training batches of P classes × K examples for batch-hard triplet mining, e.g.
+    {classes_per_batch: 8, samples_per_class: 8}; None shuffles (see archlab.data.pk_sampler)."""
+    views: Literal[1, 2] = 1
+    """Independently augmented copies of each training image per batch: 2 for contrastive
+    self-supervision (task metric_learning with loss nt_xent); needs ``augment``."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pk_batch_size(cls, data: Any) -> Any:
+        """With a P×K sampler and no batch_size given, the batch size is P·K."""
+        if isinstance(data, ArgsKwargs):
+            names = [f.name for f in dataclasses.fields(cls)]
+            data = {**dict(zip(names, data.args)), **(data.kwargs or {})}
+        if isinstance(data, dict) and data.get("pk_sampler") is not None \
+                and "batch_size" not in data:
+            pk = data["pk_sampler"]
+            if isinstance(pk, dict):
+                p, k = pk.get("classes_per_batch"), pk.get("samples_per_class")
+                if isinstance(p, int) and isinstance(k, int):  # else the field reports it
+                    data = {**data, "batch_size": p * k}
+            elif isinstance(pk, PKSamplerConfig):
+                data = {**data, "batch_size": pk.batch_size}
+        return data
 
     @field_validator("name")
     @classmethod
@@ -52,3 +80,13 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.subset_fraction is not None and self.subset_per_class is not None:
             raise ValueError("give subset_fraction or subset_per_class, not both")
+        pk = self.pk_sampler
+        if pk is not None and self.batch_size != pk.batch_size:
+            raise ValueError(f"data.batch_size={self.batch_size} but data.pk_sampler makes "
+                             f"batches of classes_per_batch × samples_per_class = "
+                             f"{pk.classes_per_batch} × {pk.samples_per_class} = "
+                             f"{pk.batch_size}; set batch_size to {pk.batch_size} or leave it "
+                             f"out")
+        if self.views == 2 and not self.augment:
+            raise ValueError("data.views=2 needs data.augment: without augmentation both views "
+                             "of an image are identical")

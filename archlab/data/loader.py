@@ -8,11 +8,16 @@ on-disk datasets and applies the same batched augmentation after the transfer.
 
 Under DDP both shard an epoch like ``DistributedSampler``: one permutation shared by all ranks,
 padded to a multiple of the world size, rank r taking every world-size-th index from r.
+
+Both take an optional ``batch_sampler`` that chooses each batch's indices instead of the shuffle
+(e.g. :class:`~archlab.data.pk_sampler.PKBatchSampler`), and ``views=2`` yields
+``(x, y, x_view2)``: the same images augmented twice with independent draws, as contrastive
+self-supervision (SimCLR's nt_xent) needs.
 """
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Iterator, Protocol, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -20,7 +25,19 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from archlab.data._registry import ArraySplit
 from archlab.data.augment import BatchAugment
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+Batch = tuple[torch.Tensor, ...]  # (x, y) or, with views=2, (x, y, x_view2)
+
+
+class BatchSampler(Protocol):
+    """Chooses whole batches of indices (this rank's share), reseeded per epoch."""
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[list[int]]: ...
+
+    def rank_batches(self) -> torch.Tensor: ...
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -63,16 +80,20 @@ class InMemoryLoader:
     def __init__(self, split: ArraySplit, batch_size: int, *, normalize: Normalize,
                  device: torch.device, augment: Sequence[BatchAugment] = (), shuffle: bool = False,
                  drop_last: bool = False, seed: int = 0, rank: int = 0,
-                 world_size: int = 1) -> None:
+                 world_size: int = 1, batch_sampler: BatchSampler | None = None,
+                 views: int = 1) -> None:
         self.images = split.images.to(device)
         self.labels = split.labels.to(device)
         self.batch_size, self.normalize, self.device = batch_size, normalize, device
         self.augment, self.shuffle, self.drop_last = list(augment), shuffle, drop_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.batch_sampler, self.views = batch_sampler, check_views(views)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+        if self.batch_sampler is not None:
+            self.batch_sampler.set_epoch(epoch)
 
     @property
     def num_examples(self) -> int:
@@ -84,20 +105,43 @@ class InMemoryLoader:
         return -(-n // self.world_size) if self.shuffle else len(range(self.rank, n, self.world_size))
 
     def __len__(self) -> int:
+        if self.batch_sampler is not None:
+            return len(self.batch_sampler)
         n = self.num_samples()
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def __iter__(self) -> Iterator[Batch]:
+    def index_batches(self) -> Iterator[torch.Tensor]:
+        """This rank's index batches for the current epoch."""
+        if self.batch_sampler is not None:
+            yield from self.batch_sampler.rank_batches().to(self.device)
+            return
         order = shard_indices(len(self.labels), self.shuffle, self.seed, self.epoch, self.rank,
                               self.world_size).to(self.device)
+        for i in range(len(self)):
+            yield order[i * self.batch_size:(i + 1) * self.batch_size]
+
+    def __iter__(self) -> Iterator[Batch]:
         generator = torch.Generator(device=self.device)
         generator.manual_seed(epoch_seed(self.seed + 1, self.epoch) + self.rank)
-        for i in range(len(self)):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-            x = self.images[idx]
-            for aug in self.augment:
-                x = aug(x, generator)
-            yield self.normalize(x), self.labels[idx]
+        for idx in self.index_batches():
+            images = self.images[idx]
+            views = [self.normalize(augmented(images, self.augment, generator))
+                     for _ in range(self.views)]
+            yield (views[0], self.labels[idx], *views[1:])
+
+
+def check_views(views: int) -> int:
+    if views not in (1, 2):
+        raise ValueError(f"views must be 1 or 2 (augmented copies of each image), got {views!r}")
+    return views
+
+
+def augmented(x: torch.Tensor, augment: Sequence[BatchAugment],
+              generator: torch.Generator) -> torch.Tensor:
+    """``x`` through the augmentation chain; every draw comes from ``generator``."""
+    for aug in augment:
+        x = aug(x, generator)
+    return x
 
 
 class _ShardSampler(Sampler[int]):
@@ -120,17 +164,22 @@ class StreamingLoader:
     def __init__(self, dataset: Dataset, batch_size: int, *, normalize: Normalize,
                  device: torch.device, augment: Sequence[BatchAugment] = (), shuffle: bool = False,
                  drop_last: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 num_workers: int = 2) -> None:
+                 num_workers: int = 2, batch_sampler: BatchSampler | None = None,
+                 views: int = 1) -> None:
         self.sampler = _ShardSampler(len(dataset), shuffle, seed, rank, world_size)
-        self.loader = DataLoader(dataset, batch_size=batch_size, sampler=self.sampler,
-                                 drop_last=drop_last, num_workers=num_workers,
+        self.batch_sampler = batch_sampler
+        batching = (dict(batch_sampler=batch_sampler) if batch_sampler is not None else
+                    dict(batch_size=batch_size, sampler=self.sampler, drop_last=drop_last))
+        self.loader = DataLoader(dataset, **batching, num_workers=num_workers,
                                  pin_memory=device.type == "cuda",
                                  persistent_workers=num_workers > 0)
         self.normalize, self.device, self.augment = normalize, device, list(augment)
-        self.seed, self.rank = seed, rank
+        self.seed, self.rank, self.views = seed, rank, check_views(views)
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.epoch = epoch
+        if self.batch_sampler is not None:
+            self.batch_sampler.set_epoch(epoch)
 
     @property
     def num_examples(self) -> int:
@@ -145,6 +194,6 @@ class StreamingLoader:
         generator.manual_seed(epoch_seed(self.seed + 1, self.sampler.epoch) + self.rank)
         for x, y in self.loader:
             x = x.to(self.device, non_blocking=True)
-            for aug in self.augment:
-                x = aug(x, generator)
-            yield self.normalize(x), y.to(self.device, non_blocking=True)
+            views = [self.normalize(augmented(x, self.augment, generator))
+                     for _ in range(self.views)]
+            yield (views[0], y.to(self.device, non_blocking=True), *views[1:])

@@ -11,7 +11,8 @@ from archlab.data._registry import DATASETS, ArraySplit, DatasetBundle, Split, a
 from archlab.data.augment import build_augment
 from archlab.data.config import DataConfig
 from archlab.data.loader import InMemoryLoader, Normalize, StreamingLoader
-from archlab.data.split import balanced_subset, train_val_split
+from archlab.data.pk_sampler import PKBatchSampler
+from archlab.data.split import balanced_subset, labels_of, train_val_split
 
 
 @dataclass
@@ -54,7 +55,11 @@ def build_loaders(cfg: DataConfig, *, device: torch.device, seed: int, channels_
     def make(split: Split, training: bool):
         common = dict(normalize=normalize, device=device, shuffle=training, drop_last=training,
                       seed=seed, rank=rank, world_size=world_size,
-                      augment=augment if training else ())
+                      augment=augment if training else (), views=cfg.views if training else 1)
+        if training and cfg.pk_sampler is not None:
+            common["batch_sampler"] = PKBatchSampler(
+                labels_of(split), cfg.pk_sampler.classes_per_batch,
+                cfg.pk_sampler.samples_per_class, seed=seed, rank=rank, world_size=world_size)
         batch = cfg.batch_size if training else cfg.eval_batch_size
         if isinstance(split, ArraySplit):
             return InMemoryLoader(split, batch, **common)

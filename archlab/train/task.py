@@ -39,6 +39,18 @@ class TeacherConfig:
 
 
 @config_dataclass
+class MetricLearningConfig:
+    """Options of task.name=metric_learning (archlab/train/metric_learning_task.py)."""
+    ce_weight: Annotated[float, Field(ge=0.0)] = 0.0
+    """Weight of a joint cross-entropy on the model's logits (0: the metric loss alone)."""
+    projection_dim: Optional[Annotated[int, Field(gt=0)]] = None
+    """Output size of a SimCLR projection head (Linear-ReLU-Linear) between the embedding and
+    the loss (Chen et al. 2020 use 128); None feeds the loss the embedding itself."""
+    centroid_momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
+    """EMA momentum of the per-class embedding centroids that predict() scores against."""
+
+
+@config_dataclass
 class TaskConfig:
     name: str = "classification"
     loss: LossConfig = field(default_factory=LossConfig)
@@ -58,6 +70,8 @@ class TaskConfig:
     """Add a center loss on the penultimate features, e.g. {weight: 0.01, lr_multiplier: 10}."""
     teacher: Optional[TeacherConfig] = None
     """distillation: the teacher run, e.g. {run: runs/fashion_mnist/20261122-...}."""
+    metric_learning: Optional[MetricLearningConfig] = None
+    """metric_learning options, e.g. {ce_weight: 0.1, projection_dim: 128}; None: defaults."""
 
     @field_validator("name")
     @classmethod
@@ -98,6 +112,11 @@ class TaskConfig:
         if (self.name == "distillation") != (self.teacher is not None):
             raise ValueError("task.teacher is required by, and only used by, "
                              "task.name=distillation")
+        if self.metric_learning is not None and self.name != "metric_learning":
+            raise ValueError("task.metric_learning options are only used by "
+                             "task.name=metric_learning")
+        if hasattr(task, "check_config"):  # the task's own cross-field rules
+            task.check_config(self)
 
 
 class Task(Protocol):
@@ -249,3 +268,4 @@ def build_task(model: nn.Module, cfg: TaskConfig):
 
 # Tasks defined in their own modules register themselves on import.
 from archlab.train import distillation_task  # noqa: E402,F401
+from archlab.train import metric_learning_task  # noqa: E402,F401
