@@ -1,4 +1,4 @@
-"""archlab models ls [PATTERN] | info NAME"""
+"""archlab models ls [PATTERN] | info NAME [KEY=VALUE ...]"""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ def add_parser(sub) -> None:
     ls.set_defaults(handler=run_ls)
     info = ms.add_parser("info", help="parameters, FLOPs, input size, family and paper")
     info.add_argument("name", metavar="NAME")
+    info.add_argument("options", nargs="*", metavar="KEY=VALUE",
+                      help="builder options as in model.options, e.g. block=separable in_chans=3")
     info.set_defaults(handler=run_info)
 
 
@@ -46,11 +48,32 @@ def run_ls(args) -> int:
     return 0
 
 
+def _options(pairs: list[str]) -> dict:
+    import yaml
+
+    from archlab.cli import UsageError
+
+    options = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"model option '{pair}' is not of the form KEY=VALUE")
+        options[key] = yaml.safe_load(raw) if raw else ""
+    return options
+
+
 def run_info(args) -> int:
+    from archlab.cli import UsageError
     from archlab.models import MODELS, model_info
 
     MODELS.get(args.name)
-    info = model_info(args.name)
+    options = _options(args.options)
+    try:
+        info = model_info(args.name, **options)
+    except (TypeError, ValueError) as e:  # an option the builder does not take, a bad value
+        raise UsageError(f"models info {args.name}: {e}") from None
+    if options:
+        print("options     " + " ".join(f"{k}={v}" for k, v in options.items()))
     print(f"name        {info.name}\nfamily      {info.family}\npaper       {info.paper or '-'}")
     print(f"params      {info.params:,} ({_human(info.params)})")
     print(f"FLOPs       {info.flops:,} ({_human(info.flops)}) per image at "

@@ -4,7 +4,9 @@ Each stage is ``conv3x3 -> max-pool 2 -> BN -> act`` followed by ``convs - 1`` m
 ``conv3x3 -> BN -> act``: pooling right after the first conv of a stage (as in airbench,
 Jordan 2024) runs the stage's remaining convs at a quarter of the pixels. The head is a global
 max-pool and a linear classifier; ``drop_rate`` drops pre-logit features, ``spatial_drop_rate``
-whole channels after every stage. A variant is a row of ``CNN_VARIANTS``.
+whole channels after every stage. ``block`` swaps the 3x3 convs after the stem for a cheaper
+kind (``separable``, ``bottleneck``, ``reduce``: :mod:`archlab.models.cnn_blocks`) at the same
+widths. A variant is a row of ``CNN_VARIANTS``.
 """
 
 from __future__ import annotations
@@ -12,11 +14,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from archlab.layers.activations import create_act
 from archlab.layers.drop import SpatialDropout
-from archlab.layers.norms import create_norm
 from archlab.models._contract import Classifier, DefaultCfg, linear_or_identity
 from archlab.models._factory import register_model
+from archlab.models.cnn_blocks import conv_block
 
 # name: (stage widths, convs per stage)
 CNN_VARIANTS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
@@ -28,23 +29,18 @@ CNN_VARIANTS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
 }
 
 
-def conv_bn_act(in_chans: int, out_chans: int, act: str, norm: str, pool: bool) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Conv2d(in_chans, out_chans, 3, padding=1, bias=norm == "none")]
-    if pool:
-        layers.append(nn.MaxPool2d(2))
-    layers += [create_norm(norm, out_chans), create_act(act, inplace=True)]
-    return nn.Sequential(*layers)
-
-
 class CNN(Classifier):
     def __init__(self, widths: tuple[int, ...], convs: tuple[int, ...], num_classes: int = 10,
                  in_chans: int = 1, img_size: int = 28, act: str = "relu", norm: str = "batch",
-                 drop_rate: float = 0.0, spatial_drop_rate: float = 0.0) -> None:
+                 drop_rate: float = 0.0, spatial_drop_rate: float = 0.0, block: str = "standard",
+                 reduction: int = 4) -> None:
         super().__init__()
         self.num_classes, self.num_features = num_classes, widths[-1]
         stages, c = [], in_chans
-        for width, n in zip(widths, convs):
-            blocks = [conv_bn_act(c if i == 0 else width, width, act, norm, pool=i == 0)
+        for s, (width, n) in enumerate(zip(widths, convs)):
+            # The stem (first conv of the network) is standard in every block kind.
+            blocks = [conv_block("standard" if s == i == 0 else block, c if i == 0 else width,
+                                 width, act, norm, pool=i == 0, reduction=reduction)
                       for i in range(n)]
             if spatial_drop_rate > 0:  # whole feature maps (Tompson et al. 2015), after the stage
                 blocks.append(SpatialDropout(spatial_drop_rate))
@@ -79,9 +75,11 @@ class CNN(Classifier):
 
 def _register(name: str, widths: tuple[int, ...], convs: tuple[int, ...]) -> None:
     def build(num_classes: int = 10, in_chans: int = 1, img_size: int = 28, act: str = "relu",
-              norm: str = "batch", drop_rate: float = 0.0, spatial_drop_rate: float = 0.0) -> CNN:
+              norm: str = "batch", drop_rate: float = 0.0, spatial_drop_rate: float = 0.0,
+              block: str = "standard", reduction: int = 4) -> CNN:
         return CNN(widths, convs, num_classes=num_classes, in_chans=in_chans, img_size=img_size,
-                   act=act, norm=norm, drop_rate=drop_rate, spatial_drop_rate=spatial_drop_rate)
+                   act=act, norm=norm, drop_rate=drop_rate, spatial_drop_rate=spatial_drop_rate,
+                   block=block, reduction=reduction)
 
     build.__doc__ = f"CNN with stage widths {widths} and {convs} convs per stage."
     register_model(name, family="cnn")(build)

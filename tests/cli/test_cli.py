@@ -113,6 +113,12 @@ def test_models_ls_and_data_ls():
     assert "11.69M" in cost.stdout and "3.63G" in cost.stdout  # resnet18: params, FLOPs at 224
     info = run_cli("models", "info", "resnet18")
     assert "11,689,512" in info.stdout  # torchvision's parameter count
+    # Builder options: the separable CNN's count is tested against its closed form elsewhere.
+    info = run_cli("models", "info", "cnn_fast", "block=separable")
+    assert info.returncode == 0 and "36,298" in info.stdout and "block=separable" in info.stdout
+    bad = run_cli("models", "info", "cnn_fast", "blok=separable")
+    assert bad.returncode == 2 and "unknown option(s) ['blok']" in bad.stderr
+    assert "'block'" in bad.stderr  # the valid options are listed
     data = run_cli("data", "ls")
     assert "fashion_mnist" in data.stdout and "cifar10" in data.stdout
 
