@@ -50,6 +50,24 @@ def _alpha_for(p: float) -> float:
     return p / (1.0 - p)
 
 
+class _CappedLogAlpha(torch.autograd.Function):
+    """``min(x, cap)``. A plain clamp has zero gradient above the cap, so once an optimizer step
+    overshoots it (the KL always pushes α up, and p = 0.5 starts exactly at the cap) the rate
+    would be frozen at the cap for good, whatever the data loss asks. Here the gradient also
+    passes above the cap whenever a descent step would move ``x`` back down (grad > 0), and is
+    blocked when it would push ``x`` further up: a clamp that never traps the parameter."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, cap: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.cap = cap
+        return x.clamp(max=cap)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        return grad * ((x <= ctx.cap) | (grad > 0)).to(grad.dtype), None
+
 
 class GaussianDropout(nn.Module):
     """``x * ξ``, ξ ~ N(1, p / (1 - p)), in training; identity in evaluation."""
@@ -89,7 +107,9 @@ class VariationalDropout(nn.Module):
         return self.clamped_log_alpha().exp()
 
     def clamped_log_alpha(self) -> torch.Tensor:
-        return self.log_alpha.clamp(max=self.max_log_alpha)
+        """``min(log_alpha, max_log_alpha)``, with a gradient that can bring an over-the-cap
+        ``log_alpha`` back (see :class:`_CappedLogAlpha`)."""
+        return _CappedLogAlpha.apply(self.log_alpha, self.max_log_alpha)
 
     def _broadcast(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if t.ndim == 0:

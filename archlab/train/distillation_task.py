@@ -82,4 +82,10 @@ class DistillationTask(ClassificationTask):
         loss = self.criterion(logits, teacher, target)
         for aux in (out.get("aux_logits", ()) if isinstance(out, dict) else ()):
             loss = loss + self.aux_loss_weight * self.criterion(aux, teacher, target)
-        return {"loss": loss, "logits": logits, "target": y}
+        result = {"loss": loss, "logits": logits, "target": y}
+        if self.center is not None:  # task.center_loss on the student's penultimate features
+            features, self._features = self._features, None
+            center = self.center(features.flatten(1), y)
+            result.update(loss=loss + self.cfg.center_loss.weight * center,
+                          center_loss=center.detach())
+        return result
