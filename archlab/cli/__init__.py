@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("train", "eval", "lr-find", "runs", "data", "models", "analyze", "profile")
+COMMANDS = ("train", "eval", "lr-find", "runs", "data", "models", "analyze", "profile", "study")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
