@@ -26,6 +26,7 @@ run: data
 	$(VENV)/bin/archlab train -c $(RECIPE)
 
 test: $(STAMP)
+	@sh scripts/ensure_chromium.sh
 	$(PY) -m pytest tests
 
 bench: $(STAMP)
