@@ -103,13 +103,15 @@ def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 
-def format_errors(error: ValidationError) -> str:
+def format_errors(error: ValidationError, root: type = ExperimentConfig) -> str:
+    """One line per problem, naming the dotted key; unknown keys get the valid keys of their
+    section of ``root`` (the config class validated) and the closest match."""
     lines = []
     for err in error.errors():
         loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
         key = ".".join(loc) or "<root>"
         if err["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
-            valid = _fields_at(loc[:-1])
+            valid = _fields_at(loc[:-1], root)
             close = difflib.get_close_matches(loc[-1], valid, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             lines.append(f"  {key}: unknown key{hint} (valid keys: {', '.join(valid)})")
@@ -121,9 +123,9 @@ def format_errors(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def _fields_at(path: list[str]) -> list[str]:
+def _fields_at(path: list[str], root: type = ExperimentConfig) -> list[str]:
     """Field names of the config section at ``path`` (for 'valid keys' in messages)."""
-    cls: Any = ExperimentConfig
+    cls: Any = root
     for part in path:
         cls = typing.get_type_hints(cls).get(part)
         if not dataclasses.is_dataclass(cls):

@@ -27,11 +27,8 @@ through the one override loader. Every trial's config is validated before any tr
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import json
 import re
-import typing
 from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
@@ -40,7 +37,7 @@ import yaml
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
 from archlab.config import config_dataclass
-from archlab.config.loading import ConfigError
+from archlab.config.loading import ConfigError, format_errors
 
 Overrides = Union[list[str], dict[str, Any]]
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -168,7 +165,7 @@ def build_study(tree: Any, source: str = "study") -> StudyConfig:
     try:
         return _ADAPTER.validate_python(tree)
     except ValidationError as e:
-        raise ConfigError(f"invalid {source}:\n" + _format_errors(e)) from None
+        raise ConfigError(f"invalid {source}:\n" + format_errors(e, root=StudyConfig)) from None
 
 
 def load_study(path: str | Path) -> StudyConfig:
@@ -197,28 +194,3 @@ def resolve_base(study: StudyConfig, study_file: str | Path | None) -> Path | No
     if not base.is_file():
         raise ConfigError(f"study '{study.name}': base config not found: {base}")
     return base.resolve()
-
-
-def _format_errors(error: ValidationError) -> str:
-    lines = []
-    for err in error.errors():
-        loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
-        key = ".".join(loc) or "<root>"
-        if err["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
-            valid = _fields_at(loc[:-1])
-            close = difflib.get_close_matches(loc[-1], valid, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            lines.append(f"  {key}: unknown key{hint} (valid keys: {', '.join(valid)})")
-            continue
-        msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"  {key}: {msg}")
-    return "\n".join(lines)
-
-
-def _fields_at(path: list[str]) -> list[str]:
-    cls: Any = StudyConfig
-    for part in path:
-        cls = typing.get_type_hints(cls).get(part)
-        if not dataclasses.is_dataclass(cls):
-            return []
-    return [f.name for f in dataclasses.fields(cls)]
