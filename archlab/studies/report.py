@@ -69,7 +69,9 @@ def provenance(results: StudyResults, report_command: Sequence[str] | None) -> l
     if results.command:
         lines.append(f"Run command: `{' '.join(results.command)}`")
     shown = list(report_command) if report_command else [Path(sys.argv[0]).name, *sys.argv[1:]]
-    lines.append(f"Report command: `{' '.join(shown)}` ({time.strftime('%Y-%m-%d %H:%M:%S')}).")
+    lines.append(f"Report written by: `{' '.join(shown)}` ({time.strftime('%Y-%m-%d %H:%M:%S')}).")
+    # Re-aggregating needs only the stored runs, not training again.
+    lines.append(f"Re-make this report: `archlab study report {results.study_dir}`.")
     return lines
 
 
