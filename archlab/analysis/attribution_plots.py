@@ -72,6 +72,28 @@ def grid_shape(n: int, max_cols: int = 8) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
+def image_grid(rows: int, cols: int, title_lines: int, image_in: float = 2.0,
+               gap_in: float = 0.25, suptitle_in: float = 0.55):
+    """A figure and its ``rows x cols`` axes for square images with ``title_lines``-line titles.
+
+    Axes are placed in inches rather than by ``tight_layout``: an equal-aspect image keeps its
+    width when tight_layout shrinks the row height, so multi-line titles would run into the row
+    above. Returns ``(fig, axes)``, axes in row-major order.
+    """
+    title_in = 0.14 * title_lines + 0.08  # 7 pt lines
+    cell_w, cell_h = image_in + gap_in, image_in + title_in + gap_in / 2
+    width, height = cols * cell_w + gap_in, rows * cell_h + suptitle_in
+    fig = new_figure(width, height)
+    axes = []
+    for r in range(rows):
+        for c in range(cols):
+            left = gap_in + c * cell_w
+            bottom = height - suptitle_in - (r + 1) * cell_h + gap_in / 2
+            axes.append(fig.add_axes((left / width, bottom / height, image_in / width,
+                                      image_in / height)))
+    return fig, axes
+
+
 def show_image(ax, image: np.ndarray) -> None:
     ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1,
               interpolation="nearest")

@@ -15,7 +15,8 @@ YAML ``diagnostics: {grad_flow: true, every_steps: 20}``) turns on any of
   that first produced NaN/inf (:mod:`archlab.analysis.nonfinite`).
 
 Records go to ``<run_dir>/diagnostics.jsonl`` (``{"step", "epoch", "kind", "layers": {name:
-values}, ...}``, layers in depth order); at the end of fit the plots go to
+values}, ...}``, layers in depth order; with grad_flow or weight_stats a ``parameters`` record at
+the start of fit gives each parameter's shape); at the end of fit the plots go to
 ``<run_dir>/artifacts/diagnostics/`` (see :func:`~archlab.analysis.diagnostic_plots.
 plot_diagnostics`). Everything is off by default, and the hooks are attached only on the steps
 that are measured (``nonfinite`` alone watches every training forward pass).
@@ -171,6 +172,12 @@ class Diagnostics(Callback):
                                                         or cfg.nonfinite):
             warnings.warn("diagnostics with train.compile: forward hooks on a compiled model "
                           "may cause recompilation or be skipped; turn compile off to diagnose")
+        if cfg.grad_flow or cfg.weight_stats:
+            # The plots draw weight matrices and kernels (ndim >= 2) as the depth curve and
+            # biases / norm scales (1-d) as separate marks; the shapes say which is which.
+            self._write(trainer, "parameters",
+                        layers={n: {"shape": list(p.shape)} for n, p in model.named_parameters()
+                                if p.requires_grad})
         if cfg.activation_stats:
             self._activations = ActivationStats(model, saturation_eps=cfg.saturation_eps)
             self._histograms = ActivationStats(model, saturation_eps=cfg.saturation_eps,

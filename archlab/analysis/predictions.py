@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from archlab.analysis.attribution import evaluation_mode
-from archlab.analysis.attribution_plots import (display_images, grid_shape, new_figure,
-                                                prediction_titles, save_figure, show_image)
+from archlab.analysis.attribution_plots import (display_images, grid_shape, image_grid,
+                                                new_figure, prediction_titles, save_figure,
+                                                show_image)
 from archlab.metrics.confusion import confusion_counts, normalize_confusion
 
 
@@ -142,10 +143,10 @@ def plot_examples(predictions: Predictions, index: torch.Tensor, path: str | Pat
     pics = display_images(predictions.images[index], mean, std)
     titles = prediction_titles(predictions.labels[index], predictions.probs[index], class_names)
     rows, cols = grid_shape(len(index), max_cols)
-    height = 2.4 * rows + 0.5
-    fig = new_figure(2.2 * cols, height)
-    for j, i in enumerate(index.tolist()):
-        ax = fig.add_subplot(rows, cols, j + 1)
+    fig, axes = image_grid(rows, cols, title_lines=3 if show_loss else 2)
+    for ax in axes[len(index):]:
+        ax.set_visible(False)
+    for ax, (j, i) in zip(axes, enumerate(index.tolist())):
         show_image(ax, pics[j])
         text = titles[j].replace(" / ", "\n")
         if show_loss:
@@ -153,7 +154,6 @@ def plot_examples(predictions: Predictions, index: torch.Tensor, path: str | Pat
         wrong = predictions.preds[i] != predictions.labels[i]
         ax.set_title(text, fontsize=7, color="tab:red" if wrong else "black")
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / height))  # keep the suptitle clear of the titles
     return save_figure(fig, path)
 
 

@@ -14,6 +14,7 @@ Usage::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -129,9 +130,7 @@ def plot_pareto(reports: Sequence, path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
-
-    from archlab.profiling.report import human
+    from matplotlib.ticker import EngFormatter
 
     points = [r for r in reports if r.accuracy is not None]
     if not points:
@@ -144,7 +143,7 @@ def plot_pareto(reports: Sequence, path: str | Path) -> Path:
                           [r.latency[0].median_ms for r in points]))
     accs = [r.accuracy for r in points]
     labels: dict[tuple[float, float], list[str]] = {}  # identical points share one label
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5.5), squeeze=False)
     for ax, (xlabel, costs) in zip(axes[0], panels):
         front = pareto_front(costs, accs)
         others = [i for i in range(len(points)) if i not in front]
@@ -157,19 +156,26 @@ def plot_pareto(reports: Sequence, path: str | Path) -> Path:
         for i, r in enumerate(points):
             text = f"{r.model} {r.target}" if r.target != r.model else r.model
             labels.setdefault((costs[i], accs[i]), []).append(text)
+        log_x = min(costs) > 0 and max(costs) / min(costs) > 20  # spans orders of magnitude
+        scale = math.log if log_x else float
+        low, high = scale(min(costs)), scale(max(costs))
         for (x, y), texts in labels.items():
-            ax.annotate("\n".join(texts), (x, y), textcoords="offset points", xytext=(6, 6),
+            # Labels of points in the right half grow leftwards so they stay inside the axes.
+            right = high > low and (scale(x) - low) / (high - low) > 0.5
+            ax.annotate("\n".join(texts), (x, y), textcoords="offset points",
+                        xytext=(-6, 6) if right else (6, 6), ha="right" if right else "left",
                         fontsize=7)
         ax.margins(x=0.2, y=0.1)
         if xlabel.startswith("FLOPs"):
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: human(v)))
-        if min(costs) > 0 and max(costs) / min(costs) > 20:  # spans orders of magnitude
+            ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 20M, 1.5G
+        if log_x:
             ax.set_xscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test accuracy")
         ax.set_title(f"accuracy vs {xlabel.split(' (')[0]}")
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="best")
+        # below the axes: inside, it covers the labels of the best (top) points
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     fig.suptitle(f"Pareto frontier of {len(points)} run(s): higher and further left is better")
     fig.tight_layout()
     path = Path(path)

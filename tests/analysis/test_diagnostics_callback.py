@@ -89,6 +89,7 @@ class Spy(Callback):
         else:
             assert all(len(m._forward_hooks) == 1 for m in relus)
         if step == 1:
+            self.shapes = {n: list(p.shape) for n, p in trainer.model.named_parameters()}
             self.grad_norms = {n: p.grad.norm().item() for n, p in
                                trainer.model.named_parameters() if p.grad is not None}
             self.before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
@@ -105,8 +106,11 @@ def test_tiny_run_with_diagnostics_all(tiny_overrides, runs_dir):
     assert result.ok
     records = read_records(result.run_dir)
     kinds = {r["kind"] for r in records}
-    assert kinds == {"grad_flow", "weight_stats", "activation_stats", "dead_units",
-                     "activation_histogram"}
+    assert kinds == {"parameters", "grad_flow", "weight_stats", "activation_stats",
+                     "dead_units", "activation_histogram"}
+    shapes = next(r for r in records if r["kind"] == "parameters")
+    assert shapes["step"] == 0
+    assert {n: v["shape"] for n, v in shapes["layers"].items()} == spy.shapes
     steps = max(r["step"] for r in records if r["kind"] == "dead_units")
     assert 1 < steps < 50  # so step 1 is the only measured training step (every_steps=50)
     assert spy.hooked_steps == [1]
@@ -152,7 +156,8 @@ def grad_flow_run(tiny_overrides, runs_dir, options: str, *extra: str):
         result = run_experiment(cfg, runs_dir=runs_dir)
     assert result.ok
     return ([w for w in caught if issubclass(w.category, GradientFlowWarning)],
-            read_records(result.run_dir), result.run_dir)
+            [r for r in read_records(result.run_dir) if r["kind"] == "grad_flow"],
+            result.run_dir)
 
 
 def test_vanishing_warning_for_deep_sigmoid_mlp_not_for_shallow_relu(tiny_overrides, runs_dir):
@@ -213,6 +218,9 @@ def test_resumed_run_drops_records_logged_after_its_checkpoint(tmp_path):
     (tmp_path / "diagnostics.jsonl").write_text(
         "".join(json.dumps(r) + "\n" for r in lines) + '{"step": 150, "ep')  # torn by a kill
     model = nn.Linear(2, 2)
-    trainer = SimpleNamespace(model=model, task=SimpleNamespace(model=model), global_step=50)
+    trainer = SimpleNamespace(model=model, task=SimpleNamespace(model=model), global_step=50,
+                              epoch=1)
     Diagnostics(DiagnosticsConfig(grad_flow=True), tmp_path).on_fit_start(trainer)
-    assert [r["step"] for r in read_records(tmp_path)] == [1, 50]
+    # the resumed fit starts with its own parameters record
+    assert [(r["step"], r["kind"]) for r in read_records(tmp_path)] == [
+        (1, "grad_flow"), (50, "grad_flow"), (50, "parameters")]

@@ -59,6 +59,33 @@ def test_plots_write_pngs(predictions, tmp_path):
         assert path.read_bytes()[:8] == PNG
 
 
+@pytest.mark.parametrize("plot, n", [(plot_top_losses, 16), (plot_sample_predictions, 13)])
+def test_grid_titles_stay_clear_of_the_images(predictions, tmp_path, monkeypatch, plot, n):
+    """Every title (3 lines with the loss) lies outside every other image and inside the
+    figure, measured on the rendered figure (tight_layout let them run into the row above)."""
+    import archlab.analysis.predictions as module
+
+    figures = []
+    real_save = module.save_figure
+    monkeypatch.setattr(module, "save_figure",
+                        lambda fig, path: figures.append(fig) or real_save(fig, path))
+    preds = predictions[0]
+    names = ["T-shirt/top", "Trouser", "Pullover", "Ankle boot"]  # Fashion-MNIST-long names
+    kwargs = dict(k=n) if plot is plot_top_losses else dict(n=n)
+    plot(preds, tmp_path / "grid.png", class_names=names, **kwargs)
+    fig = figures[0]
+    renderer = fig.canvas.get_renderer()
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == n
+    page = fig.bbox
+    for ax in axes:
+        title = ax.title.get_window_extent(renderer)
+        assert title.x0 >= page.x0 and title.x1 <= page.x1 and title.y1 <= page.y1
+        for other in axes:
+            image = other.get_window_extent(renderer)  # the drawn image (equal aspect)
+            assert not title.overlaps(image) or other is ax and title.y0 >= image.y1 - 1
+
+
 def test_bad_inputs(predictions, tmp_path):
     preds = predictions[0]
     with pytest.raises(ValueError, match="square"):

@@ -79,7 +79,7 @@ def test_shared_parameters_are_counted_once():
 
 
 @pytest.mark.skipif(not MANIFEST_PATH.exists(), reason="reference manifest not present")
-@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "mobilenet_v2"])
 def test_totals_match_the_torchvision_manifest(name):
     ref = json.loads(MANIFEST_PATH.read_text())["models"][name]
     res = ref["canonical_resolution"]
