@@ -9,7 +9,8 @@ YAML ``diagnostics: {grad_flow: true, every_steps: 20}``) turns on any of
   training steps, histograms on the first validation batch after ``histogram_epochs``
   (:mod:`archlab.analysis.activation_stats`);
 * ``dead_units`` — fraction of ReLU-family units that are zero for the whole validation pass,
-  every epoch (:mod:`archlab.analysis.dead_units`);
+  and of any rectifier's units that are never positive, every epoch
+  (:mod:`archlab.analysis.dead_units`);
 * ``weight_stats`` — weight norms and update-to-weight ratios (:mod:`.weight_stats`);
 * ``nonfinite`` — when the Trainer stops on a non-finite loss, the run's error names the module
   that first produced NaN/inf (:mod:`archlab.analysis.nonfinite`).

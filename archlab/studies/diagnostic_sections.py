@@ -154,17 +154,22 @@ def activation_stats_section(ctx: ReportContext) -> Section | None:
 
 
 # ---------------------------------------------------------------------- dead units
-def dead_summary(ctx: ReportContext) -> dict[str, float]:
-    """configuration -> dead-unit fraction over all ReLU-family units (last epoch), mean over
-    seeds; configurations without such units are absent."""
+def dead_summary(ctx: ReportContext, key: str = "dead") -> dict[str, float]:
+    """configuration -> fraction of watched units counted under ``key`` over all layers (last
+    epoch), mean over seeds. ``dead``: exactly zero for the whole validation pass (ReLU family
+    only); ``never_positive``: never above zero (every rectifier). Configurations without such
+    units, or records without the key (older runs), are absent."""
     out = {}
     for g, seeds in group_records(ctx, "dead_units").items():
         fractions = []
         for s in seeds:
             layers = s[-1]["layers"]
-            units = sum(v["units"] for v in layers.values())
+            counted = [v for v in layers.values() if key in v]
+            if key == "dead":  # only units that can output exactly zero can die
+                counted = [v for v in counted if v.get("zero_region", True)]
+            units = sum(v["units"] for v in counted)
             if units:
-                fractions.append(sum(v["dead"] for v in layers.values()) / units)
+                fractions.append(sum(v[key] for v in counted) / units)
         if fractions:
             out[g] = float(np.mean(fractions))
     return out
@@ -175,21 +180,28 @@ def dead_units_section(ctx: ReportContext) -> Section | None:
     data = group_records(ctx, "dead_units")
     data = {g: s for g, s in data.items() if any(r[-1]["layers"] for r in s)}
     if not data:
-        return Section("Dead units", [Text("No configuration has ReLU-family activations (the "
-                                           "only ones with an exactly-zero region), so no unit "
-                                           "can die.")])
-    series = {g: mean_over_seeds([{n: v["dead_fraction"] for n, v in s[-1]["layers"].items()}
-                                  for s in seeds]) for g, seeds in data.items()}
+        return Section("Dead units", [Text("No configuration has rectifier activations (ReLU "
+                                           "family, leaky/parametric ReLU, ELU, SELU, GELU, "
+                                           "SiLU, Mish), so no unit was counted.")])
+    series = {g: mean_over_seeds([{n: v.get("never_positive_fraction", v["dead_fraction"])
+                                   for n, v in s[-1]["layers"].items()} for s in seeds])
+              for g, seeds in data.items()}
     fig, axes = ctx.new_figure()
-    _depth_plot(ctx, axes[0][0], series, "dead fraction", log=False)
-    axes[0][0].set_title("Dead units per layer after the last epoch")
+    _depth_plot(ctx, axes[0][0], series, "never-positive fraction", log=False)
+    axes[0][0].set_title("Units never positive on the validation set, per layer (last epoch)")
     axes[0][0].legend(fontsize=8)
-    summary = dead_summary(ctx)
-    rows = [[g, f"{100 * summary[g]:.1f}%" if g in summary else "n/a (no ReLU-family units)"]
+    dead, never = dead_summary(ctx, "dead"), dead_summary(ctx, "never_positive")
+    rows = [[g, f"{100 * dead[g]:.1f}%" if g in dead else "– (no exact-zero region)",
+             f"{100 * never[g]:.1f}%" if g in never else
+             "not recorded (older run)" if g in data else "n/a (no rectifier units)"]
             for g in ctx.results.groups]
     return Section("Dead units", [
-        ctx.save(fig, "dead_units", "Fraction of units never active on the validation set."),
-        Table(["configuration", "dead units (all layers)"], rows),
-        Text("A unit is dead when its output is exactly zero for every validation example; only "
-             "ReLU-family activations (ReLU, ReLU6, hard-swish/sigmoid) can do that. "
-             + _seed_note(data))])
+        ctx.save(fig, "dead_units", "Fraction of units whose output is never positive on the "
+                                    "validation set."),
+        Table(["configuration", "dead units (all layers)", "never-positive units (all layers)"],
+              rows),
+        Text("Dead: output exactly zero for every validation example, possible only for the "
+             "ReLU family (ReLU, ReLU6, hard-swish/sigmoid), and then no gradient flows. "
+             "Never positive: output never above zero, i.e. the pre-activation stayed negative; "
+             "for ReLU this is the same as dead, for leaky/parametric ReLU, ELU, SELU, GELU, "
+             "SiLU and Mish the unit still passes a small gradient. " + _seed_note(data))])

@@ -91,9 +91,10 @@ def criteria(ctx: ReportContext) -> list[tuple[str, dict[str, float], bool, Call
                 health[g] = sum(abs(math.log10(x)) for x in ratios if x > 0) / len(ratios)
         out.append(("gradient flow: |log10 first/last layer grad ratio| at init", health, True,
                     lambda v: fmt(v, 2)))
-    dead = dead_summary(ctx)
-    if dead:
-        out.append(("dead units (ReLU family)", dead, True, lambda v: f"{100 * v:.1f}%"))
+    never = dead_summary(ctx, "never_positive")  # comparable across every rectifier
+    if never:
+        out.append(("never-positive units (rectifiers; = dead for ReLU)", never, True,
+                    lambda v: f"{100 * v:.1f}%"))
     return out
 
 

@@ -21,7 +21,9 @@ def test_linear_units_with_very_negative_bias_are_exactly_the_dead_ones():
     with counter, torch.no_grad():
         for _ in range(3):
             net(torch.rand(16, 5) * 2 - 1)
-    assert counter.results() == {"1": {"dead_fraction": 3 / 8, "dead": 3, "units": 8}}
+    assert counter.results() == {"1": {"dead_fraction": 3 / 8, "dead": 3, "units": 8,
+                                       "never_positive_fraction": 3 / 8, "never_positive": 3,
+                                       "zero_region": True}}
     assert counter.dead_indices("1") == dead
 
 
@@ -39,11 +41,32 @@ def test_conv_channel_is_dead_only_if_zero_at_every_position_of_every_example():
         net(x[:3])
         net(x[3:])  # channel 2 comes alive only in this second batch
     assert counter.dead_indices("1") == [1, 3]
-    assert counter.results()["1"] == {"dead_fraction": 0.5, "dead": 2, "units": 4}
+    assert counter.results()["1"] == {"dead_fraction": 0.5, "dead": 2, "units": 4,
+                                      "never_positive_fraction": 0.5, "never_positive": 2,
+                                      "zero_region": True}
     counter.reset()
     with counter, torch.no_grad():
         net(x[:3])  # without the one positive pixel channel 2 is dead too
     assert counter.dead_indices("1") == [1, 2, 3]
+
+
+@pytest.mark.parametrize("act", [nn.LeakyReLU(0.01), nn.PReLU(), nn.ELU(), nn.SELU(), nn.GELU(),
+                                 nn.SiLU(), nn.Mish()])
+def test_rectifiers_without_a_zero_region_count_never_positive_units(act):
+    # Units 0 and 2 get a very negative pre-activation for every input: never positive, yet
+    # their outputs are non-zero (small negative), so none is "dead" in the exact-zero sense.
+    lin = nn.Linear(3, 4)
+    with torch.no_grad():
+        lin.weight.clamp_(-0.1, 0.1)
+        lin.bias[:] = torch.tensor([-5.0, 1.0, -5.0, 1.0])
+    net = nn.Sequential(lin, act)
+    counter = DeadUnitCounter(net)
+    with counter, torch.no_grad():
+        net(torch.rand(32, 3) * 2 - 1)
+    result = counter.results()["1"]
+    assert result["never_positive"] == 2 and result["never_positive_fraction"] == 0.5
+    assert result["dead"] == 0 and result["zero_region"] is False  # direct check: every unit produced some non-zero output
+    assert (net(torch.rand(8, 3)) != 0).all()
 
 
 def test_token_outputs_count_features_of_the_last_dim():

@@ -63,8 +63,19 @@ def build_fake_study(runs_dir, failed_key: str | None = "tanh seed=2", **report)
                                     "global_norm": 1.0, "warnings": [], "layers": layers,
                                     "depth_ratio": DEPTH_RATIO[trial.group]}) + "\n")
             if trial.group == "relu":
-                dead = {"blocks.0.2": {"dead_fraction": 0.25, "dead": 4, "units": 16},
-                        "blocks.1.2": {"dead_fraction": 0.0, "dead": 0, "units": 16}}
+                dead = {"blocks.0.2": {"dead_fraction": 0.25, "dead": 4, "units": 16,
+                                       "never_positive": 4, "never_positive_fraction": 0.25,
+                                       "zero_region": True},
+                        "blocks.1.2": {"dead_fraction": 0.0, "dead": 0, "units": 16,
+                                       "never_positive": 0, "never_positive_fraction": 0.0,
+                                       "zero_region": True}}
+            elif trial.group == "gelu":  # cannot die; 2 of 16 units stayed negative
+                dead = {"blocks.0.2": {"dead_fraction": 0.0, "dead": 0, "units": 16,
+                                       "never_positive": 2, "never_positive_fraction": 0.125,
+                                       "zero_region": False}}
+            else:
+                dead = None
+            if dead is not None:
                 f.write(json.dumps({"step": 30, "epoch": 3, "kind": "dead_units",
                                     "layers": dead}) + "\n")
         status = "failed" if failed else "completed"
