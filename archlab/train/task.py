@@ -162,9 +162,12 @@ class ClassificationTask:
     def _attach_center_loss(self, inner: nn.Module, cfg: CenterLossConfig):
         """The centers live in the task; the penultimate features are the classifier's input,
         caught by a forward hook so the model is still called as a whole (DDP syncs it)."""
+        from archlab.layers.drop import DropConnect
         from archlab.losses.center import CenterLoss
 
         head = inner.get_classifier() if hasattr(inner, "get_classifier") else None
+        if isinstance(head, DropConnect):  # model.drop_connect wraps the Linear; it still runs
+            head = head.module
         if not isinstance(head, nn.Linear):
             raise ValueError(f"task.center_loss needs a model whose get_classifier() is a Linear "
                              f"layer (its input is the feature); {type(inner).__name__} has "
