@@ -95,7 +95,8 @@ def grad_flow_section(ctx: ReportContext) -> Section | None:
         ratios = [s[0]["depth_ratio"] for s in data[g]]
         ratio_last = [s[-1]["depth_ratio"] for s in data[g]]
         warnings = sum(len(r.get("warnings", [])) for s in data[g] for r in s)
-        rows.append([g, fmt(float(np.mean(ratios)), 6), fmt(float(np.mean(ratio_last)), 6),
+        # Ratios span orders of magnitude (1e-10 for sigmoid): significant digits, not decimals.
+        rows.append([g, f"{float(np.mean(ratios)):.3g}", f"{float(np.mean(ratio_last)):.3g}",
                      fmt(float(np.mean([s[-1]["global_norm"] for s in data[g]])), 4),
                      str(warnings)])
     table = Table(["configuration", "first/last layer grad ratio at step 1", "… at last step",
