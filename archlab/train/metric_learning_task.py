@@ -1,0 +1,208 @@
+"""Metric learning as a task: train an embedding with a pair, triplet or contrastive loss and
+classify by the nearest class centroid.
+
+    task:
+      name: metric_learning
+      loss: {name: triplet_batch_hard, options: {margin: 0.2}}
+    data: {pk_sampler: {classes_per_batch: 8, samples_per_class: 8}}
+
+The embedding is the model's penultimate feature (the input of ``get_classifier()``, caught by a
+forward pre-hook so the model is still called as a whole and DDP syncs it), L2-normalized as in
+FaceNet (Schroff et al. 2015). Optionally it passes through SimCLR's projection head
+(Linear-ReLU-Linear, Chen et al. 2020) before the loss; the centroids always use the embedding
+itself. The losses it feeds:
+
+- ``triplet_batch_hard`` (embeddings, target): Hermans et al. 2017; pair it with
+  ``data.pk_sampler`` so every anchor has positives and negatives in its batch.
+- ``contrastive`` (x1, x2, same): Hadsell et al. 2006 on all B(B-1)/2 pairs of the batch,
+  same = (y_i == y_j).
+- ``nt_xent`` (z1, z2): SimCLR on two independently augmented views of each image, which the
+  loader makes with ``data.views: 2`` (same images, same augmentation pipeline drawn twice in
+  pixel space before normalization, reproducible from the epoch's seed). Labels are not used by
+  the loss, only by the centroids.
+
+With ``data.views: 2`` and another loss, the second view joins the batch as more samples of the
+same classes. ``task.metric_learning.ce_weight`` adds cross-entropy on the model's own logits.
+
+Prediction (``predict``, hence accuracy, top-k, confusion matrices, ``archlab eval`` and
+``runs compare``): the cosine similarity of the embedding to each class centroid, a (B, K) score.
+The centroids are an EMA (``centroid_momentum``) of each class's normalized training embeddings,
+updated without gradient in every training step; they are task state, saved in checkpoints and
+restored on resume and by ``archlab eval``. Before the first training step every centroid is zero
+and the scores are meaningless (all 0). With EMA of weights on, the centroids come from the live
+weights while evaluation uses the averaged ones; SAM's second pass updates them a second time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from archlab.train.task import TASKS, MetricLearningConfig, TaskConfig, unwrap
+
+PAIR_INPUTS = ("embeddings", "target")
+PAIRWISE_INPUTS = ("x1", "x2", "same")
+VIEW_INPUTS = ("z1", "z2")
+
+
+def projection_head(in_features: int, out_features: int) -> nn.Sequential:
+    """SimCLR's g(·): Linear-ReLU-Linear, hidden width = the embedding's (Chen et al. 2020)."""
+    return nn.Sequential(nn.Linear(in_features, in_features), nn.ReLU(inplace=True),
+                         nn.Linear(in_features, out_features))
+
+
+@TASKS.register("metric_learning")
+class MetricLearningTask:
+    """An embedding loss on the penultimate features; class scores from centroid similarity."""
+
+    loss_inputs = (PAIR_INPUTS, PAIRWISE_INPUTS, VIEW_INPUTS)
+
+    @staticmethod
+    def check_config(cfg: TaskConfig) -> None:
+        """Called by TaskConfig: the rules that involve more than one of its fields."""
+        if cfg.mix is not None:
+            raise ValueError("task.mix cannot be used with task.name=metric_learning: mixed "
+                             "images have soft targets, and pairs/triplets need each image's "
+                             "class")
+        if cfg.center_loss is not None:
+            raise ValueError("task.center_loss is for task.name=classification; metric learning "
+                             "keeps its own class centroids")
+
+    @classmethod
+    def for_evaluation(cls, model: nn.Module, cfg: TaskConfig,
+                       state: dict[str, Any]) -> "MetricLearningTask":
+        """The task that scores a trained model: centroids restored from a checkpoint's task
+        state (``checkpoint["trainer"]["task"]``)."""
+        if "centroids" not in state:
+            raise ValueError("the checkpoint holds no metric-learning class centroids, so its "
+                             "embeddings cannot be turned into class scores; it was not saved "
+                             "by a task.name=metric_learning run")
+        task = cls(model, cfg)
+        task.load_state_dict(state)
+        return task
+
+    def __init__(self, model: nn.Module, cfg: TaskConfig) -> None:
+        self.model, self.cfg = model, cfg
+        self.options = cfg.metric_learning or MetricLearningConfig()
+        self.criterion = cfg.loss.build()
+        self.inputs = cfg.loss.inputs()
+        inner = unwrap(model)
+        head = inner.get_classifier() if hasattr(inner, "get_classifier") else None
+        if not isinstance(head, nn.Linear):
+            raise ValueError(f"task.name=metric_learning needs a model whose get_classifier() is "
+                             f"a Linear layer (its input is the embedding and its size the number "
+                             f"of classes); {type(inner).__name__} has {type(head).__name__}")
+        self._features: torch.Tensor | None = None
+
+        def keep_features(module, args):
+            self._features = args[0]
+        head.register_forward_pre_hook(keep_features)
+        self.num_classes, dim, device = head.out_features, head.in_features, head.weight.device
+        self.projection = None
+        if self.options.projection_dim is not None:
+            self.projection = projection_head(dim, self.options.projection_dim).to(device)
+        self.centroids = torch.zeros(self.num_classes, dim, device=device)  # (K, D)
+        self.centroid_seen = torch.zeros(self.num_classes, dtype=torch.bool, device=device)
+
+    # ------------------------------------------------------------------ optimizer / state
+    def extra_parameters(self) -> list[nn.Parameter]:
+        """Trainable tensors outside the model: the projection head's."""
+        return [] if self.projection is None else list(self.projection.parameters())
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """Optimizer group for :meth:`extra_parameters` (base lr, the optimizer's decay)."""
+        return [] if self.projection is None else [{"params": self.extra_parameters(), "lr": lr}]
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"centroids": self.centroids.clone(), "centroid_seen": self.centroid_seen.clone()}
+        if self.projection is not None:
+            state["projection"] = self.projection.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "centroids" in state:
+            self.centroids.copy_(state["centroids"])
+            self.centroid_seen.copy_(state["centroid_seen"])
+        if self.projection is not None and "projection" in state:
+            self.projection.load_state_dict(state["projection"])
+
+    # ------------------------------------------------------------------ embeddings
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (B, K), penultimate features (B, D)) from one call of the whole model."""
+        self._features = None
+        out = self.model(x)
+        features, self._features = self._features, None
+        if features is None:
+            raise RuntimeError(f"{type(unwrap(self.model)).__name__}'s forward did not call its "
+                               f"get_classifier() module, so there is no embedding to read")
+        logits = out["logits"] if isinstance(out, dict) else out  # aux heads are not used
+        return logits, features.flatten(1).float()
+
+    def scores(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Cosine similarity of unit (B, D) embeddings to each class centroid: (B, K)."""
+        return embeddings @ F.normalize(self.centroids, dim=1).T
+
+    @torch.no_grad()
+    def update_centroids(self, embeddings: torch.Tensor, target: torch.Tensor) -> None:
+        """c_k <- m c_k + (1 - m) mean{z_i : y_i = k} for the classes in the batch (summed over
+        DDP ranks, so every rank keeps the same centroids); a class's first batch sets c_k."""
+        sums = torch.zeros_like(self.centroids).index_add_(0, target, embeddings.float())
+        counts = torch.bincount(target, minlength=self.num_classes).to(sums.dtype)
+        if dist.is_available() and dist.is_initialized():
+            packed = torch.cat([sums, counts[:, None]], dim=1)
+            dist.all_reduce(packed)
+            sums, counts = packed[:, :-1], packed[:, -1]
+        present = counts > 0
+        mean = sums[present] / counts[present, None]
+        m = self.options.centroid_momentum
+        seen = self.centroid_seen[present, None]
+        self.centroids[present] = torch.where(seen, m * self.centroids[present] + (1 - m) * mean,
+                                              mean)
+        self.centroid_seen |= present
+
+    # ------------------------------------------------------------------ the step
+    def metric_loss(self, embeddings: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The configured loss on unit (N, D) embeddings with labels (N,); for nt_xent rows
+        [0, N/2) and [N/2, N) are the two views of the same images."""
+        if self.inputs == PAIR_INPUTS:
+            return self.criterion(embeddings, target)
+        if self.inputs == PAIRWISE_INPUTS:
+            i, j = torch.triu_indices(len(target), len(target), offset=1,
+                                      device=target.device)  # all pairs i < j
+            return self.criterion(embeddings[i], embeddings[j], target[i] == target[j])
+        half = len(target) // 2
+        return self.criterion(embeddings[:half], embeddings[half:])
+
+    def training_step(self, batch: tuple) -> dict[str, torch.Tensor]:
+        x, y, *second_view = batch
+        if self.inputs == VIEW_INPUTS and not second_view:
+            raise ValueError("loss nt_xent needs two augmented views of each image: set "
+                             "data.views=2 (with data.augment)")
+        if second_view:  # (B, ...) x2 -> (2B, ...): one forward, BN sees both views
+            x = torch.cat([x, second_view[0]])
+        target = y.repeat(len(second_view) + 1)
+        logits, features = self.forward(x)
+        embeddings = F.normalize(features, dim=1)
+        projected = embeddings if self.projection is None else F.normalize(
+            self.projection(features), dim=1)
+        metric = self.metric_loss(projected, target)
+        loss = metric
+        result: dict[str, torch.Tensor] = {}
+        if self.options.ce_weight > 0:
+            ce = F.cross_entropy(logits.float(), target)
+            loss = metric + self.options.ce_weight * ce
+            result.update(metric_loss=metric.detach(), ce_loss=ce.detach())
+        z = embeddings.detach()
+        scores = self.scores(z[:len(y)])  # before this batch's update, like train accuracy
+        self.update_centroids(z, target)
+        result.update(loss=loss, logits=scores, target=y)
+        return result
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores (B, K): cosine similarity to the training centroids."""
+        _, features = self.forward(x)
+        return self.scores(F.normalize(features, dim=1))
