@@ -18,6 +18,9 @@ TINY = [
     "train.epochs=2",
     "optim.lr=0.05",
     "callbacks.progress=false",
+    # Tiny runs assert CPU properties (bitwise reproducibility, exact resume); on a machine with
+    # a GPU "auto" would pick it. GPU paths have their own tests (marked gpu).
+    "train.device=cpu",
 ]
 
 

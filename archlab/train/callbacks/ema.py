@@ -32,8 +32,11 @@ class EMA(Callback):
         self.num_updates = 0
 
     def on_fit_start(self, trainer) -> None:
+        live = trainer.model.state_dict()
         if not self.shadow:
-            self.shadow = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+            self.shadow = {k: v.detach().clone() for k, v in live.items()}
+        else:  # resumed: checkpoints load on the CPU, the model may be on an accelerator
+            self.shadow = {k: v.to(live[k].device) for k, v in self.shadow.items()}
 
     @torch.no_grad()
     def on_train_batch_end(self, trainer, out) -> None:
