@@ -29,3 +29,10 @@ class ExperimentConfig:
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     """Training diagnostics: ``all``, a list such as ``[grad_flow, dead_units]``, or a
     mapping of options (see archlab.analysis.diagnostics)."""
+
+    def __post_init__(self) -> None:
+        # Rules that span two sections; each section checks its own fields.
+        if self.data.views == 2 and self.task.name != "metric_learning":
+            raise ValueError("data.views=2 yields two augmented views of each image, which only "
+                             "task.name=metric_learning uses (e.g. with loss nt_xent); remove it "
+                             f"for task '{self.task.name}'")
