@@ -7,7 +7,9 @@ self-contained HTML, CSV and JSON.
     write_report(aggregate_study(outcome.study_dir))
 """
 
-from archlab.studies import diagnostic_sections, recommendations  # noqa: F401  (register)
+from archlab.studies import (cost_sections, degradation_section, diagnostic_sections,  # noqa: F401
+                             generalization_sections, recommendations,
+                             sample_sections)  # (register their report sections)
 from archlab.studies.aggregate import StudyResults, aggregate_study
 from archlab.studies.report import write_report
 from archlab.studies.runner import StudyOutcome, run_study, study_dir_for
