@@ -14,25 +14,12 @@ from archlab.train.precision import resolve_precision
 from archlab.train.schedules import ScheduleConfig, build_schedule
 from archlab.train.task import ClassificationTask, TaskConfig
 from archlab.train.trainer import TrainConfig, Trainer
+from tests.train.test_trainer_math import ListLoader
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 CUDA = torch.device("cuda")
 LR, RHO = 0.1, 0.05
-
-
-class ListLoader:
-    def __init__(self, batches):
-        self.batches = batches
-
-    def set_epoch(self, epoch):
-        pass
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __iter__(self):
-        return iter(self.batches)
 
 
 def mlp():
