@@ -110,9 +110,13 @@ def degradation_section(ctx: ReportContext) -> Section | None:
              f"{fmt(c['train_acc'][0])} → {fmt(c['train_acc'][1])}",
              f"{fmt(c['acc'][0])} → {fmt(c['acc'][1])}"] for c in comparisons]
     metric = comparisons[0]["metric"] or "accuracy"
+    seeds = min(len(r.completed(g)) for c in comparisons for g in (c["shallow"], c["deep"]))
+    caveat = ("" if seeds >= 2 else " Single seed: no error bar, so read this as a smoke "
+              "check, not as evidence either way.")
     blocks = [Table(["family", "shallow → deep", "final train loss", "final train acc",
-                     f"{metric}"], rows, "Means over seeds; train metrics from the last epoch."),
-              Text(" ".join(verdict(c) for c in comparisons))]
+                     f"{metric}"], rows, f"Means over {seeds}+ seed(s); train metrics from the "
+                                         f"last epoch (running mean over it)."),
+              Text(" ".join(verdict(c) for c in comparisons) + caveat)]
     shortcut_rows = []
     infos = {g: family_of(r, g) for g in r.groups}
     for g, info in infos.items():

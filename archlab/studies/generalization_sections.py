@@ -7,7 +7,7 @@ then mean ± std over the configuration's completed seeds. A figure draws the ac
 epoch. Caveat printed with the numbers: the trainer's train.acc/train.loss are running means
 over the epoch in train mode, so dropout, mixup and cutmix lower them by construction and a
 small or negative gap for those variants partly measures the perturbation, not only
-generalization.
+generalization; likewise label smoothing and soft (mixed) targets raise the training loss.
 """
 
 from __future__ import annotations
@@ -101,5 +101,8 @@ def generalization_gap_section(ctx: ReportContext) -> Section | None:
     text = (f"Largest accuracy gap: {largest.group} ({fmt(largest.acc_gap)}); smallest: "
             f"{smallest.group} ({fmt(smallest.acc_gap)}). Train metrics are running means over "
             f"each epoch in train mode (dropout active, mixup/cutmix inputs), so they understate "
-            f"the fit of the final weights; a negative gap usually means exactly that.")
+            f"the fit of the final weights; a negative gap usually means exactly that. The train "
+            f"loss is the training objective: with label smoothing or mixed soft targets it has "
+            f"a higher floor than the validation cross-entropy, so compare loss gaps only "
+            f"between configurations with the same loss.")
     return Section("Generalization gap", [table, figure, Text(text)])

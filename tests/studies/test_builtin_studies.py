@@ -326,3 +326,4 @@ def test_degradation_section_says_when_it_is_not_shown(tmp_path):
     text = degradation_section(ctx).blocks[1].text
     assert "no degradation at this budget" in text
     assert "degradation effect is shown" not in text
+    assert "Single seed" not in text  # two seeds here: no single-seed caveat
