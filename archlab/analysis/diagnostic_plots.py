@@ -58,7 +58,7 @@ def plot_diagnostics(run_dir: str | Path) -> list[Path]:
         if records:
             path = out_dir / filename
             if kind in ("grad_flow", "weight_stats"):
-                plot(records, path, _weight_tensors(_layer_order(records), shapes))
+                plot(records, path, weight_tensors(_layer_order(records), shapes))
             else:
                 plot(records, path)
             written.append(path)
@@ -73,7 +73,7 @@ def _layer_order(records: list[dict]) -> list[str]:
     return list(names)
 
 
-def _weight_tensors(names: list[str], shapes: dict[str, dict]) -> set[str]:
+def weight_tensors(names: list[str], shapes: dict[str, dict]) -> set[str]:
     """Names of the weight matrices and kernels (ndim >= 2) among ``names``.
 
     Runs recorded before the ``parameters`` record existed fall back on the name: everything

@@ -29,6 +29,10 @@ class DataConfig:
     subset_fraction: Optional[Annotated[float, Field(gt=0.0, le=1.0)]] = None
     """Class-balanced fraction of the training split to keep (data-efficiency studies)."""
     subset_per_class: Optional[Annotated[int, Field(gt=0)]] = None
+    test_subset_fraction: Optional[Annotated[float, Field(gt=0.0, le=1.0)]] = None
+    """Class-balanced fraction of the test split to score (seeded by ``split_seed``). For smoke
+    runs only: scoring the full test set can cost more than a short training run, but numbers
+    on a subset have wider error bars and are not comparable to the published ones."""
     batch_size: Annotated[int, Field(gt=0)] = 256
     """Training batch per process; with ``pk_sampler`` it is P·K (filled in when not given)."""
     eval_batch_size: Annotated[int, Field(gt=0)] = 1024

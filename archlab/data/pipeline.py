@@ -49,6 +49,9 @@ def build_loaders(cfg: DataConfig, *, device: torch.device, seed: int, channels_
                   bundle: DatasetBundle | None = None) -> DataLoaders:
     bundle = bundle if bundle is not None else load_dataset(cfg)
     train, val = split_train(cfg, bundle.train)
+    test = bundle.test
+    if cfg.test_subset_fraction is not None and cfg.test_subset_fraction < 1.0:
+        test = balanced_subset(test, fraction=cfg.test_subset_fraction, seed=cfg.split_seed)
     normalize = Normalize(bundle.mean, bundle.std, device, channels_last)
     augment = [build_augment(spec) for spec in cfg.augment]
 
@@ -65,6 +68,5 @@ def build_loaders(cfg: DataConfig, *, device: torch.device, seed: int, channels_
             return InMemoryLoader(split, batch, **common)
         return StreamingLoader(split, batch, num_workers=cfg.num_workers, **common)
 
-    return DataLoaders(train=make(train, True), val=make(val if val is not None else bundle.test,
-                                                         False),
-                       test=make(bundle.test, False), bundle=bundle, val_is_test=val is None)
+    return DataLoaders(train=make(train, True), val=make(val if val is not None else test, False),
+                       test=make(test, False), bundle=bundle, val_is_test=val is None)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from archlab.analysis.diagnostic_plots import read_diagnostics
+from archlab.analysis.diagnostic_plots import read_diagnostics, weight_tensors
 from archlab.studies.sections import (REPORT_SECTIONS, Block, ReportContext, Section, Table,
                                       Text, fmt)
 
@@ -64,13 +64,30 @@ def _seed_note(data: dict[str, list]) -> str:
 
 
 # ---------------------------------------------------------------------- gradient flow
-def grad_norms(record: dict) -> dict[str, float]:
-    # Weight matrices only: biases have their own (much smaller) scale and would zigzag the
-    # profile, and so would one-value parameters such as PReLU's slope, recognised by
-    # norm == mean |grad| (true only for a single element).
+def parameter_shapes(ctx: ReportContext) -> dict[str, dict[str, dict]]:
+    """configuration -> the ``parameters`` record (name -> shape) of its first completed seed."""
+    out: dict[str, dict[str, dict]] = {}
+    for trial in ctx.results.completed():
+        if trial.group in out or trial.run_dir is None:
+            continue
+        try:
+            records = read_diagnostics(Path(trial.run_dir)).get("parameters", [])
+        except FileNotFoundError:
+            continue
+        if records:
+            out[trial.group] = records[-1].get("layers", {})
+    return out
+
+
+def grad_norms(record: dict, shapes: dict[str, dict] | None = None) -> dict[str, float]:
+    # Weight matrices and kernels only (ndim >= 2, from the run's parameter shapes): biases
+    # and norm-layer scales have their own (much smaller) scale and would zigzag the profile.
+    # Runs without shapes fall back on the name; one-value parameters such as PReLU's slope
+    # are then recognised by norm == mean |grad| (true only for a single element).
+    weights = weight_tensors(list(record["layers"]), shapes or {})
     return {name: v["norm"] for name, v in record["layers"].items()
-            if name.endswith("weight") and not math.isclose(v["norm"], v["mean_abs"],
-                                                            rel_tol=1e-9)}
+            if name in weights and name.endswith("weight")
+            and not math.isclose(v["norm"], v["mean_abs"], rel_tol=1e-9)}
 
 
 @REPORT_SECTIONS.register("grad_flow")
@@ -78,8 +95,11 @@ def grad_flow_section(ctx: ReportContext) -> Section | None:
     data = group_records(ctx, "grad_flow")
     if not data:
         return None
-    first = {g: mean_over_seeds([grad_norms(s[0]) for s in seeds]) for g, seeds in data.items()}
-    last = {g: mean_over_seeds([grad_norms(s[-1]) for s in seeds]) for g, seeds in data.items()}
+    shapes = parameter_shapes(ctx)
+    first = {g: mean_over_seeds([grad_norms(s[0], shapes.get(g)) for s in seeds])
+             for g, seeds in data.items()}
+    last = {g: mean_over_seeds([grad_norms(s[-1], shapes.get(g)) for s in seeds])
+            for g, seeds in data.items()}
     fig, axes = ctx.new_figure(ncols=2, width=6.5)
     _depth_plot(ctx, axes[0][0], first, "weight-gradient norm (log)", log=True)
     axes[0][0].set_title("at the first step (initialization)")

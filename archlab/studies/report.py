@@ -55,6 +55,9 @@ def provenance(results: StudyResults, report_command: Sequence[str] | None) -> l
     machine = resolved.get("machine") or {}
     mode = ("QUICK mode (--quick: reduced data/epochs/seeds; for a smoke check, not for "
             "conclusions)" if results.quick else "full mode")
+    if results.quick and results.study.quick.overrides:
+        # Say exactly what was cut, e.g. a test subset makes test.acc noisier than the full one.
+        mode += f"; quick overrides: `{' '.join(results.study.quick.overrides)}`"
     lines = [f"Mode: {mode}.",
              f"Seeds: {len(results.trials) and len({t.seed for t in results.trials})} per "
              f"configuration; {len(results.groups)} configurations; {len(results.trials)} trials."]

@@ -156,3 +156,19 @@ def test_diagnostic_sections_and_recommendations_come_from_the_measurements(tmp_
         "gelu", "tanh"]
     text = recs.blocks[-1].text
     assert text.startswith("Highest val.acc: gelu") and "relu" in text
+
+
+def test_grad_flow_profile_keeps_only_weight_tensors_of_two_or_more_dims():
+    from archlab.studies.diagnostic_sections import grad_norms
+
+    record = {"layers": {"conv.weight": {"norm": 2.0, "mean_abs": 0.1},
+                         "bn.weight": {"norm": 0.3, "mean_abs": 0.05},  # a 1-d BN scale
+                         "bn.bias": {"norm": 0.2, "mean_abs": 0.04},
+                         "act.weight": {"norm": 0.7, "mean_abs": 0.7},  # PReLU slope, 1 value
+                         "fc.weight": {"norm": 1.0, "mean_abs": 0.02}}}
+    shapes = {"conv.weight": {"shape": [8, 1, 3, 3]}, "bn.weight": {"shape": [8]},
+              "bn.bias": {"shape": [8]}, "act.weight": {"shape": [1]},
+              "fc.weight": {"shape": [10, 8]}}
+    assert grad_norms(record, shapes) == {"conv.weight": 2.0, "fc.weight": 1.0}
+    # Runs without the parameters record: by name, so the BN scale stays in (documented).
+    assert grad_norms(record) == {"conv.weight": 2.0, "bn.weight": 0.3, "fc.weight": 1.0}
