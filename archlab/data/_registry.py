@@ -67,6 +67,21 @@ def register_dataset(name: str, **meta) -> Callable[[DatasetBuilder], DatasetBui
     return DATASETS.register(name, **meta)
 
 
+def dataset_options(name: str) -> set[str]:
+    """The ``data.options`` a registered dataset's builder takes (all but root and download)."""
+    import inspect
+
+    params = inspect.signature(DATASETS.get(name)).parameters
+    return set(params) - {"root", "download"}
+
+
+def check_dataset_options(name: str, options: dict) -> None:
+    unknown = sorted(set(options) - dataset_options(name))
+    if unknown:
+        raise ValueError(f"data.options: dataset '{name}' has no option(s) {unknown}; valid "
+                         f"options: {sorted(dataset_options(name)) or 'none'}")
+
+
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of uint8 (N, C, H, W) images in [0, 1] units, in float64."""
     x = images.to(torch.float64).div_(255.0)

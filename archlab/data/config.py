@@ -82,6 +82,10 @@ class DataConfig:
         return augment
 
     def __post_init__(self) -> None:
+        from archlab.data._registry import check_dataset_options
+
+        # At load time, so a typo in an option fails before any data is read or run is made.
+        check_dataset_options(self.name, self.options)
         if self.subset_fraction is not None and self.subset_per_class is not None:
             raise ValueError("give subset_fraction or subset_per_class, not both")
         pk = self.pk_sampler

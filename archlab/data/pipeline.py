@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import torch
 
-from archlab.data._registry import DATASETS, ArraySplit, DatasetBundle, Split, as_path
+from archlab.data._registry import (DATASETS, ArraySplit, DatasetBundle, Split, as_path,
+                                    check_dataset_options)
 from archlab.data.augment import build_augment
 from archlab.data.config import DataConfig
 from archlab.data.loader import InMemoryLoader, Normalize, StreamingLoader
@@ -26,11 +26,7 @@ class DataLoaders:
 
 def load_dataset(cfg: DataConfig) -> DatasetBundle:
     builder = DATASETS.get(cfg.name)
-    valid = set(inspect.signature(builder).parameters) - {"root", "download"}
-    unknown = sorted(set(cfg.options) - valid)
-    if unknown:
-        raise ValueError(f"data.options: dataset '{cfg.name}' has no option(s) {unknown}; "
-                         f"valid options: {sorted(valid)}")
+    check_dataset_options(cfg.name, cfg.options)
     return builder(root=as_path(cfg.root), download=cfg.download, **cfg.options)
 
 

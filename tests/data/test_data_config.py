@@ -1,4 +1,4 @@
-"""data.test_subset_fraction: a seeded, class-balanced part of the real test split."""
+"""DataConfig checks on real data: the test subset, and dataset options validated at load time."""
 
 import pytest
 import torch
@@ -42,3 +42,14 @@ def test_test_subset_depends_on_split_seed_only():
 def test_bad_test_subset_fraction_names_the_key(value):
     with pytest.raises(ConfigError, match=r"data\.test_subset_fraction"):
         load_config(None, ["data.name=digits", f"data.test_subset_fraction={value}"])
+
+
+def test_unknown_dataset_option_fails_at_config_time_with_the_valid_ones():
+    with pytest.raises(ConfigError, match=r"data\.options.*'size'.*image_size.*mode"):
+        load_config(None, ["data.name=imagefolder", "data.root=/nonexistent",
+                           "data.options={size: 64}"])
+    with pytest.raises(ConfigError, match=r"dataset 'digits' has no option\(s\) \['img_size'\]"
+                                          r"; valid options: none"):
+        load_config(None, ["data.name=digits", "data.options={img_size: 8}"])
+    cfg = load_config(None, ["data.name=synthetic", "data.options={num_train: 64}"])
+    assert cfg.data.options == {"num_train": 64}
