@@ -14,6 +14,10 @@ itself. The losses it feeds:
 
 - ``triplet_batch_hard`` (embeddings, target): Hermans et al. 2017; pair it with
   ``data.pk_sampler`` so every anchor has positives and negatives in its batch.
+- ``triplet`` (anchor, positive, negative): FaceNet's loss on given triplets; the task makes one
+  per sample of the batch: the sample as anchor, a positive and a negative drawn uniformly from
+  the batch (``sample_triplets``; the global RNG, so runs and resumes are reproducible). Anchors
+  whose class has no other sample, or a batch of one class, contribute none.
 - ``contrastive`` (x1, x2, same): Hadsell et al. 2006 on all B(B-1)/2 pairs of the batch,
   same = (y_i == y_j).
 - ``nt_xent`` (z1, z2): SimCLR on two independently augmented views of each image, which the
@@ -46,7 +50,24 @@ from archlab.train.task import TASKS, MetricLearningConfig, TaskConfig, unwrap
 
 PAIR_INPUTS = ("embeddings", "target")
 PAIRWISE_INPUTS = ("x1", "x2", "same")
+TRIPLET_INPUTS = ("anchor", "positive", "negative")
 VIEW_INPUTS = ("z1", "z2")
+
+
+def sample_triplets(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(anchor, positive, negative) indices into the batch: every sample that has another sample
+    of its class and one of another class is an anchor once, with a positive (same class, not
+    itself) and a negative drawn uniformly. Draws from the global RNG on ``target``'s device."""
+    same = target[:, None] == target[None, :]
+    positive = same & ~torch.eye(len(target), dtype=torch.bool, device=target.device)
+    negative = ~same
+    anchors = positive.any(1) & negative.any(1)
+    # Uniform pick among the allowed columns: the argmax of uniform noise masked to them.
+    noise = torch.rand(2, len(target), len(target), device=target.device)
+    p = noise[0].masked_fill(~positive, -1.0).argmax(1)
+    n = noise[1].masked_fill(~negative, -1.0).argmax(1)
+    a = anchors.nonzero().squeeze(1)
+    return a, p[a], n[a]
 
 
 def projection_head(in_features: int, out_features: int) -> nn.Sequential:
@@ -59,7 +80,7 @@ def projection_head(in_features: int, out_features: int) -> nn.Sequential:
 class MetricLearningTask:
     """An embedding loss on the penultimate features; class scores from centroid similarity."""
 
-    loss_inputs = (PAIR_INPUTS, PAIRWISE_INPUTS, VIEW_INPUTS)
+    loss_inputs = (PAIR_INPUTS, PAIRWISE_INPUTS, TRIPLET_INPUTS, VIEW_INPUTS)
 
     @staticmethod
     def check_config(cfg: TaskConfig) -> None:
@@ -174,6 +195,11 @@ class MetricLearningTask:
             i, j = torch.triu_indices(len(target), len(target), offset=1,
                                       device=target.device)  # all pairs i < j
             return self.criterion(embeddings[i], embeddings[j], target[i] == target[j])
+        if self.inputs == TRIPLET_INPUTS:
+            a, p, n = sample_triplets(target)
+            if len(a) == 0:  # no valid triplet: a zero that still belongs to the graph
+                return embeddings.sum() * 0.0
+            return self.criterion(embeddings[a], embeddings[p], embeddings[n])
         half = len(target) // 2
         return self.criterion(embeddings[:half], embeddings[half:])
 

@@ -23,7 +23,7 @@ from archlab.runs.experiment import run_experiment
 from archlab.runs.store import RunStore
 from archlab.train.callbacks.base import Callback
 from archlab.train.checkpoint_io import load_checkpoint, save_checkpoint
-from archlab.train.metric_learning_task import MetricLearningTask
+from archlab.train.metric_learning_task import MetricLearningTask, sample_triplets
 from archlab.train.task import TaskConfig, build_task
 
 
@@ -65,6 +65,39 @@ def test_contrastive_gets_every_pair_of_the_batch_once():
     i, j = torch.tensor(pairs).T
     reference = LOSSES.get("contrastive")(margin=0.5)(z[i], z[j], y[i] == y[j])
     torch.testing.assert_close(out["loss"], reference)
+
+
+def test_sampled_triplets_are_valid_and_uniform_over_positives_and_negatives():
+    target = torch.tensor([0, 0, 0, 1, 1, 2])  # class 2 has no positive: never an anchor
+    torch.manual_seed(0)
+    draws = [sample_triplets(target) for _ in range(3000)]
+    for a, p, n in draws[:50]:
+        assert a.tolist() == [0, 1, 2, 3, 4]
+        assert torch.equal(target[p], target[a]) and not torch.any(p == a)
+        assert not torch.any(target[n] == target[a])
+    positives = torch.stack([p[0] for _, p, _ in draws])  # anchor 0: positives 1, 2
+    negatives = torch.stack([n[0] for _, _, n in draws])  # anchor 0: negatives 3, 4, 5
+    assert set(positives.tolist()) == {1, 2} and set(negatives.tolist()) == {3, 4, 5}
+    # 3000 draws: the standard error of a 1/2 or 1/3 frequency is < 0.01, so 0.04 is 4+ sigma.
+    assert abs((positives == 1).float().mean().item() - 1 / 2) < 0.04
+    for j in (3, 4, 5):
+        assert abs((negatives == j).float().mean().item() - 1 / 3) < 0.04
+    a, p, n = sample_triplets(torch.zeros(4, dtype=torch.long))  # one class: no negatives
+    assert len(a) == len(p) == len(n) == 0
+
+
+def test_triplet_gets_the_sampled_triplets_of_the_batch():
+    model, (x, y) = tiny_model(), batch()
+    task = make_task(model, {"name": "triplet", "options": {"margin": 0.3}})
+    torch.manual_seed(7)
+    out = task.training_step((x, y))
+    torch.manual_seed(7)  # the same draw: the model's forward uses no randomness
+    a, p, n = sample_triplets(y)
+    z = embeddings(model, x)
+    reference = LOSSES.get("triplet")(margin=0.3)(z[a], z[p], z[n])
+    torch.testing.assert_close(out["loss"], reference)
+    out["loss"].backward()  # a loss of the model's parameters
+    assert any(q.grad is not None and q.grad.abs().sum() > 0 for q in model.parameters())
 
 
 def test_nt_xent_pairs_the_two_views_of_each_image_through_the_projection_head():
@@ -134,7 +167,7 @@ def test_config_errors_name_what_fits():
         load_config(None, ["task.name=metric_learning", "task.loss.name=cross_entropy"])
     message = str(err.value)
     assert "cannot train with loss 'cross_entropy'" in message
-    assert all(n in message for n in ("triplet_batch_hard", "contrastive", "nt_xent"))
+    assert all(n in message for n in ("triplet_batch_hard", "triplet,", "contrastive", "nt_xent"))
     with pytest.raises(ConfigError, match="only used by task.name=metric_learning"):
         load_config(None, ["task.metric_learning={ce_weight: 0.1}"])
     with pytest.raises(ConfigError, match="task.mix cannot be used"):
