@@ -122,6 +122,12 @@ def run(args) -> int:
     model, cfg, bundle = load_model_from_checkpoint(path, device)
     loaders = build_loaders(cfg.data, device=device, seed=cfg.train.seed, bundle=bundle)
     loader = loaders.test if args.split == "test" else loaders.val
+    scores = "logits"
+    if cfg.task.name == "metric_learning":
+        scores = "cosine similarity to the run's class centroids"
+        print("note: a metric-learning run: class scores are cosine similarities to its class "
+              "centroids (what it was scored with); their softmax is not a calibrated "
+              "probability, so read the confidences as relative")
     if args.split == "val" and loaders.val_is_test:
         print("note: this run has no held-out validation split; --split val is the test split")
     out = Path(args.out) if args.out else (run_dir or path.parent.parent) / "artifacts" / "analysis"
@@ -153,7 +159,8 @@ def run(args) -> int:
             print(f"{item}: {p}")
     index = {"run_dir": str(run_dir) if run_dir else None, "checkpoint": str(path),
              "split": args.split, "n": len(y), "model": cfg.model.name, "dataset": cfg.data.name,
-             "classes": list(bundle.classes), "files": files, "skipped": skipped}
+             "classes": list(bundle.classes), "scores": scores, "files": files,
+             "skipped": skipped}
     out.mkdir(parents=True, exist_ok=True)
     (out / "index.json").write_text(json.dumps(index, indent=2))
     print(f"index: {out / 'index.json'}")

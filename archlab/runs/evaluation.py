@@ -23,8 +23,16 @@ def evaluation_state_dict(checkpoint: dict) -> dict[str, torch.Tensor]:
 
 
 def load_model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
-    """(model with evaluation weights, its ExperimentConfig, the dataset bundle)."""
-    model, cfg, bundle, _ = restore_checkpoint(path, device)
+    """(model with evaluation weights, its ExperimentConfig, the dataset bundle).
+
+    The model's output is the run's class scores: for a metric-learning run its Linear head
+    (trained only with ``ce_weight`` > 0, if at all) is replaced by the cosine similarity to
+    the saved class centroids, which is what the run predicted and was scored with."""
+    model, cfg, bundle, checkpoint = restore_checkpoint(path, device)
+    if cfg.task.name == "metric_learning":
+        from archlab.train.metric_learning_task import with_centroid_head
+
+        model = with_centroid_head(model, checkpoint.get("trainer", {}).get("task", {}))
     return model, cfg, bundle
 
 

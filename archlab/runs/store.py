@@ -140,6 +140,12 @@ class RunStore:
             conn.close()
         if len(rows) == 1:
             return RunRecord.from_row(rows[0])
+        if not rows and Path(ref_s).is_dir():
+            # A run directory of another store (runs_dir/experiment/run_id, e.g. --runs-dir
+            # elsewhere): its own index sits two levels up.
+            home = Path(ref_s).resolve().parent.parent
+            if (home / self.index_path.name).is_file() and home != self.root.resolve():
+                return RunStore(home).get(Path(ref_s).resolve())
         if not rows:
             raise RunNotFoundError(f"no run '{ref_s}' in {self.index_path} "
                                    f"(list them with: archlab runs ls)")

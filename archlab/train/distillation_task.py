@@ -41,7 +41,14 @@ def load_teacher(cfg: TeacherConfig, device: torch.device) -> nn.Module:
     """The frozen teacher model in eval mode on ``device``."""
     from archlab.runs.evaluation import load_model_from_checkpoint
 
-    teacher, _, _ = load_model_from_checkpoint(teacher_checkpoint(cfg), device)
+    path = teacher_checkpoint(cfg)
+    teacher, teacher_cfg, _ = load_model_from_checkpoint(path, device)
+    if teacher_cfg.task.name == "metric_learning":
+        # Its class scores are cosine similarities in [-1, 1]: softened by a temperature they
+        # are nearly uniform, so the KL term would teach the student almost nothing.
+        raise ValueError(f"task.teacher.run: {path} is a task.name=metric_learning run; its "
+                         f"scores are cosine similarities to class centroids, not logits. "
+                         f"Distill from a classification (or distillation) run")
     teacher.requires_grad_(False)
     return teacher.eval()
 

@@ -70,6 +70,36 @@ def sample_triplets(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, t
     return a, p[a], n[a]
 
 
+class CentroidHead(nn.Module):
+    """A classifier that scores like the trained task: the cosine similarity of the (flattened)
+    penultimate features to each class centroid, (B, D) -> (B, K) in [-1, 1]. Swapped in for a
+    metric-learning model's Linear head by :func:`with_centroid_head`, so a loaded model
+    predicts what the run reported. The scores are similarities, not logits: a softmax of them
+    is no calibrated probability."""
+
+    def __init__(self, centroids: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("centroids", F.normalize(centroids.float(), dim=1))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return F.normalize(features.flatten(1).float(), dim=1) @ self.centroids.T
+
+
+def with_centroid_head(model: nn.Module, state: dict[str, Any]) -> nn.Module:
+    """``model`` with its get_classifier() Linear replaced (in place) by a :class:`CentroidHead`
+    holding the centroids of a metric-learning checkpoint's task ``state``."""
+    if "centroids" not in state:
+        raise ValueError("the checkpoint holds no metric-learning class centroids")
+    head = model.get_classifier()
+    for name, module in model.named_modules():
+        if module is head:
+            parent, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, attr,
+                    CentroidHead(state["centroids"]).to(head.weight.device))
+            return model
+    raise ValueError(f"{type(model).__name__}.get_classifier() is not one of its submodules")
+
+
 def projection_head(in_features: int, out_features: int) -> nn.Sequential:
     """SimCLR's g(·): Linear-ReLU-Linear, hidden width = the embedding's (Chen et al. 2020)."""
     return nn.Sequential(nn.Linear(in_features, in_features), nn.ReLU(inplace=True),

@@ -40,6 +40,19 @@ def test_ambiguous_prefix_is_an_error(tmp_path):
         store.get(common)
 
 
+def test_a_run_directory_of_another_store_is_found_through_its_own_index(tmp_path):
+    elsewhere = RunStore(tmp_path / "elsewhere")
+    run = elsewhere.create_run("exp", seed=3)
+    default = RunStore(tmp_path / "runs")  # what a CLI without --runs-dir opens
+    got = default.get(run.path)
+    assert got.run_id == run.run_id and got.seed == 3 and got.path == run.path
+    assert default.list() == []  # looked up, not copied into the other index
+    stray = tmp_path / "runs" / "exp" / "not-a-run"
+    stray.mkdir(parents=True)
+    with pytest.raises(RunNotFoundError, match="no run"):
+        default.get(stray)
+
+
 def _writer(root, n, k):
     store = RunStore(root)
     for i in range(n):

@@ -18,13 +18,15 @@ from archlab.data.augment import HorizontalFlip
 from archlab.data.loader import InMemoryLoader, Normalize
 from archlab.losses import LOSSES
 from archlab.models import create_model
-from archlab.runs.evaluation import evaluate_checkpoint
+from archlab.data.pipeline import build_loaders
+from archlab.runs.evaluation import evaluate_checkpoint, load_model_from_checkpoint
 from archlab.runs.experiment import run_experiment
 from archlab.runs.store import RunStore
 from archlab.train.callbacks.base import Callback
 from archlab.train.checkpoint_io import load_checkpoint, save_checkpoint
 from archlab.train.metric_learning_task import MetricLearningTask, sample_triplets
-from archlab.train.task import TaskConfig, build_task
+from archlab.train.distillation_task import load_teacher
+from archlab.train.task import TaskConfig, TeacherConfig, build_task
 
 
 def tiny_model(seed: int = 0):
@@ -160,6 +162,24 @@ def test_digits_run_classifies_by_centroid_and_eval_reproduces_it(tiny_overrides
     checkpoint = result.run_dir / "checkpoints" / "last.ckpt"
     again = evaluate_checkpoint(checkpoint)
     assert again["test.acc"] == pytest.approx(result.metrics["test.acc"], abs=1e-9)
+
+    # A loaded model (analyze, study sample grids) predicts by the centroids as the run did:
+    # its outputs are the cosine similarities to the saved centroids, not the untrained head's.
+    model, cfg2, bundle = load_model_from_checkpoint(checkpoint)
+    state = load_checkpoint(checkpoint)["trainer"]["task"]
+    loaders = build_loaders(cfg2.data, device=torch.device("cpu"), seed=0, bundle=bundle)
+    correct = 0
+    with torch.no_grad():
+        for x, y in loaders.test:
+            scores = model(x)
+            reference = embeddings(model, x) @ F.normalize(state["centroids"], dim=1).T
+            torch.testing.assert_close(scores, reference)
+            correct += (scores.argmax(1) == y).sum().item()
+    assert correct / loaders.test.num_examples == pytest.approx(result.metrics["test.acc"],
+                                                                abs=1e-9)
+    # ... and it is refused as a distillation teacher: cosine scores are not logits.
+    with pytest.raises(ValueError, match="metric_learning run; its scores are cosine"):
+        load_teacher(TeacherConfig(run=str(result.run_dir)), torch.device("cpu"))
 
 
 def test_config_errors_name_what_fits():
