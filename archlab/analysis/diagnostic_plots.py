@@ -50,6 +50,7 @@ def plot_diagnostics(run_dir: str | Path) -> list[Path]:
                 "activation_stats": (_plot_activation_stats, "activation_stats.png"),
                 "dead_units": (_plot_dead_units, "dead_units.png"),
                 "weight_stats": (_plot_weight_stats, "weight_stats.png"),
+                "bn_stats": (_plot_bn_stats, "bn_stats.png"),
                 "activation_histogram": (_plot_histograms, "activation_histograms.png")}
     shapes = kinds.get("parameters", [{}])[-1].get("layers", {})
     written = []
@@ -248,6 +249,33 @@ def _plot_weight_stats(records: list[dict], path: Path, weights: set[str] | None
     ax_ratio.legend(handles=[*handles, Line2D([], [], color="grey", ls="--",
                                               label="rule of thumb 1e-3")], fontsize=8)
     ax_ratio.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_bn_stats(records: list[dict], path: Path) -> None:
+    """Running / data variance and the eval-mode mean offset per BatchNorm layer, a line per
+    epoch: healthy layers sit near 1 and 0, unsettled running averages stand out."""
+    import matplotlib.pyplot as plt
+
+    names = _layer_order(records)
+    fig, (ax_var, ax_mean) = plt.subplots(1, 2, figsize=(15, 5.5))
+    _by_step(fig, ax_var, records, names, "var_ratio", log=True)
+    threshold = records[-1].get("threshold")
+    ax_var.axhline(1.0, color="grey", lw=0.8)
+    if threshold:
+        for level in (threshold, 1 / threshold):
+            ax_var.axhline(level, color="tab:red", ls="--", lw=0.8)
+        ax_var.plot([], [], color="tab:red", ls="--", label=f"warning at {threshold:g}x either way")
+        ax_var.legend(fontsize=8)
+    ax_var.set_ylabel("running var / data var (log, geometric mean over channels)")
+    ax_var.set_title("BatchNorm running variance vs the validation data's")
+    ax_var.grid(alpha=0.3, which="both")
+    _by_step(fig, ax_mean, records, names, "mean_shift", log=False)
+    ax_mean.set_ylabel("|running mean - data mean| / data std")
+    ax_mean.set_title("Offset eval mode adds, in data standard deviations")
+    ax_mean.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -12,6 +12,9 @@ YAML ``diagnostics: {grad_flow: true, every_steps: 20}``) turns on any of
   and of any rectifier's units that are never positive, every epoch
   (:mod:`archlab.analysis.dead_units`);
 * ``weight_stats`` — weight norms and update-to-weight ratios (:mod:`.weight_stats`);
+* ``bn_stats`` — each BatchNorm layer's running mean/variance against the statistics of what it
+  sees in the validation pass, every epoch, with a warning when eval mode would normalize by a
+  variance ``bn_var_ratio`` times off (:mod:`archlab.analysis.bn_stats`);
 * ``nonfinite`` — when the Trainer stops on a non-finite loss, the run's error names the module
   that first produced NaN/inf (:mod:`archlab.analysis.nonfinite`).
 
@@ -35,6 +38,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_core import ArgsKwargs
 
 from archlab.analysis.activation_stats import ActivationStats
+from archlab.analysis.bn_stats import BatchNormStats, BatchNormStatsWarning, check_batchnorm_stats
 from archlab.analysis.dead_units import DeadUnitCounter
 from archlab.analysis.grad_flow import GradientFlowWarning, check_gradient_flow, gradient_flow
 from archlab.analysis.nonfinite import NonFiniteDetector
@@ -44,7 +48,8 @@ from archlab.runs.store import truncate_metrics
 from archlab.train.callbacks.base import Callback
 
 #: The diagnostics one can switch on, by the name used in configs (and their module's name).
-DIAGNOSTIC_PARTS = ("grad_flow", "activation_stats", "dead_units", "weight_stats", "nonfinite")
+DIAGNOSTIC_PARTS = ("grad_flow", "activation_stats", "dead_units", "weight_stats", "bn_stats",
+                    "nonfinite")
 
 
 def expand_short_form(value: Any) -> Any:
@@ -77,6 +82,7 @@ class DiagnosticsConfig:
     activation_stats: bool = False
     dead_units: bool = False
     weight_stats: bool = False
+    bn_stats: bool = False
     nonfinite: bool = False
     every_steps: Annotated[int, Field(ge=1)] = 50
     """grad_flow, activation_stats and weight_stats are measured on the first optimizer step
@@ -93,6 +99,9 @@ class DiagnosticsConfig:
     exploding_norm: Optional[Annotated[float, Field(gt=0.0)]] = 1e3
     """Warn when the global gradient norm exceeds this or is not finite (null: never). With
     train.grad_clip_norm it is the norm before clipping."""
+    bn_var_ratio: Optional[Annotated[float, Field(gt=1.0)]] = 10.0
+    """bn_stats: warn when a BatchNorm layer's running variance is more than this factor
+    above or below the variance of its input in the validation pass (null: never)."""
     plots: bool = True
     """Write the PNGs to artifacts/diagnostics/ at the end of fit."""
 
@@ -139,6 +148,7 @@ class Diagnostics(Callback):
         self._histograms: ActivationStats | None = None
         self._dead: DeadUnitCounter | None = None
         self._updates: UpdateToWeightRatio | None = None
+        self._bn: BatchNormStats | None = None
         self._nonfinite: NonFiniteDetector | None = None
 
     # ------------------------------------------------------------------ records
@@ -148,11 +158,11 @@ class Diagnostics(Callback):
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
 
-    def _warn(self, message: str) -> None:
+    def _warn(self, message: str, category: type[Warning] = GradientFlowWarning) -> None:
         kind = message.split(":", 1)[0]  # warn once per kind; every occurrence is recorded
         if kind not in self._warned:
             self._warned.add(kind)
-            warnings.warn(message, GradientFlowWarning, stacklevel=2)
+            warnings.warn(message, category, stacklevel=2)
 
     def _logged(self, step: int) -> bool:
         # Step 1 too: the picture at initialization is where vanishing gradients show first.
@@ -187,6 +197,10 @@ class Diagnostics(Callback):
             self._dead = DeadUnitCounter(model)
         if cfg.weight_stats:
             self._updates = UpdateToWeightRatio(model)
+        if cfg.bn_stats:
+            self._bn = BatchNormStats(model)
+            if not self._bn.modules:  # nothing to compare (e.g. an MLP): no empty records
+                self._bn = None
         if cfg.nonfinite:
             self._nonfinite = NonFiniteDetector(model, raise_error=False)
 
@@ -237,6 +251,9 @@ class Diagnostics(Callback):
         if self._dead is not None:
             self._dead.reset()
             self._dead.attach()
+        if self._bn is not None:
+            self._bn.reset()
+            self._bn.attach()
         if self._histograms is not None and self._histogram_epoch(trainer):
             self._histograms.reset()
             self._histograms.attach()
@@ -245,6 +262,14 @@ class Diagnostics(Callback):
         if self._dead is not None and self._dead.attached:
             self._dead.detach()
             self._write(trainer, "dead_units", layers=self._dead.results())
+        if self._bn is not None and self._bn.attached:
+            self._bn.detach()
+            layers = self._bn.results()
+            messages = check_batchnorm_stats(layers, self.cfg.bn_var_ratio)
+            self._write(trainer, "bn_stats", threshold=self.cfg.bn_var_ratio, warnings=messages,
+                        layers=layers)
+            for message in messages:
+                self._warn(message, BatchNormStatsWarning)
         if self._histograms is not None and self._histograms.attached:
             self._histograms.detach()
             self._write(trainer, "activation_histogram", layers=self._histograms.histograms())
@@ -258,7 +283,8 @@ class Diagnostics(Callback):
                 message = ("every module output of the failing forward pass was finite: the "
                            "loss itself (or the penalty) turned non-finite")
             self._write(trainer, "nonfinite", message=message)
-        for tracker in (self._activations, self._histograms, self._dead, self._nonfinite):
+        for tracker in (self._activations, self._histograms, self._dead, self._bn,
+                        self._nonfinite):
             if tracker is not None:
                 tracker.detach()
         if self.cfg.plots and self.path.exists():

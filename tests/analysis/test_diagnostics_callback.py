@@ -19,8 +19,8 @@ from archlab.runs.experiment import run_experiment
 from archlab.runs.store import RunStore, read_metrics
 from archlab.train.callbacks import Callback
 
-PNGS = ["activation_histograms.png", "activation_stats.png", "dead_units.png", "grad_flow.png",
-        "weight_stats.png"]
+PNGS = ["activation_histograms.png", "activation_stats.png", "bn_stats.png", "dead_units.png",
+        "grad_flow.png", "weight_stats.png"]
 
 
 def is_png(path) -> bool:
@@ -107,7 +107,7 @@ def test_tiny_run_with_diagnostics_all(tiny_overrides, runs_dir):
     records = read_records(result.run_dir)
     kinds = {r["kind"] for r in records}
     assert kinds == {"parameters", "grad_flow", "weight_stats", "activation_stats",
-                     "dead_units", "activation_histogram"}
+                     "dead_units", "activation_histogram", "bn_stats"}
     shapes = next(r for r in records if r["kind"] == "parameters")
     assert shapes["step"] == 0
     assert {n: v["shape"] for n, v in shapes["layers"].items()} == spy.shapes
@@ -139,6 +139,12 @@ def test_tiny_run_with_diagnostics_all(tiny_overrides, runs_dir):
     hists = [r for r in records if r["kind"] == "activation_histogram"]
     assert [r["epoch"] for r in hists] == [1]  # histogram_epochs (1, -1): both are epoch 1
     assert sum(hists[0]["layers"]["stages.0.0.3"]["counts"]) % (16 * 4 * 4) == 0
+
+    bn = [r for r in records if r["kind"] == "bn_stats"]
+    assert [r["epoch"] for r in bn] == [1] and bn[0]["threshold"] == 10.0
+    assert [(n, v["channels"]) for n, v in bn[0]["layers"].items()] == [
+        ("stages.0.0.2", 16), ("stages.1.0.2", 32), ("stages.2.0.2", 64)]
+    assert all(v["var_ratio"] > 0 and v["mean_shift"] >= 0 for v in bn[0]["layers"].values())
 
     assert not any("layers" in r for r in read_metrics(result.run_dir))  # scalars stay apart
     out_dir = result.run_dir / "artifacts" / "diagnostics"
