@@ -107,6 +107,15 @@ def run_report(args) -> int:
     return EXIT_OK
 
 
+def _headline(description: str, width: int = 100) -> str:
+    """What a study compares: its description up to the first ': ' (the list of what it
+    reports follows), cut at a word with '…' when still too long for one table row."""
+    text = " ".join(description.split()).split(": ")[0]
+    if len(text) <= width:
+        return text
+    return text[:width - 1].rsplit(" ", 1)[0].rstrip(",;") + "…"
+
+
 def run_ls(args) -> int:
     import yaml
 
@@ -120,7 +129,7 @@ def run_ls(args) -> int:
             description = (yaml.safe_load(path.read_text()) or {}).get("description", "")
         except yaml.YAMLError:
             description = "(invalid YAML)"
-        rows.append([path.stem, str(description).strip().split("\n")[0][:90]])
+        rows.append([path.stem, _headline(str(description))])
     print(table(["built-in study", "description"], rows) if rows else "no built-in studies")
     root = Path(args.runs_dir) / "studies"
     dirs = sorted(d for d in root.glob("*") if (d / "trials.json").exists()) \

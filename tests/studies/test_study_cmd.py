@@ -35,6 +35,18 @@ def test_run_quick_then_report_then_ls(study_file, tmp_path, capsys):
     assert main(["study", "ls", "--runs-dir", runs]) == 0
     out = capsys.readouterr().out
     assert "clitiny-quick" in out and "1 completed" in out
+    # built-in studies listed by what they compare (the description up to its first ': ')
+    row = next(line for line in out.splitlines() if line.startswith("architectures "))
+    assert row.split(None, 1)[1].rstrip() == ("cnn_fast vs ResNet-20 vs GoogLeNet (small stem) "
+                                              "vs ViT-Tiny/4 on Fashion-MNIST")
+
+
+def test_headline_cuts_at_the_colon_or_a_word():
+    from archlab.cli.study_cmd import _headline
+
+    assert _headline("A vs B on data: accuracy, curves") == "A vs B on data"
+    assert _headline("one two, three four", width=14) == "one two…"
+    assert _headline("  spread\n over   lines ") == "spread over lines"
 
 
 @pytest.mark.parametrize("body, fragment", [
