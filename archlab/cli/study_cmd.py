@@ -22,6 +22,11 @@ def add_parser(sub) -> None:
                         "(<runs-dir>/studies/<name>[-quick]).")
     run.add_argument("study", metavar="STUDY.yaml",
                      help="a study file, or the name of a built-in study (archlab study ls)")
+    run.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                     help="config overrides for every trial, applied after the study's own "
+                     "(quick mode's included), e.g. train.device=cuda data.num_workers=8")
+    run.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                     help="seeds to run instead of the study's (e.g. --seeds 0 1 2 3 4)")
     run.add_argument("--quick", action="store_true",
                      help="the study's quick settings: a smoke run in minutes, said in the report")
     run.add_argument("--jobs", "-j", type=int, default=1, help="worker processes (default 1)")
@@ -60,12 +65,15 @@ def run_run(args) -> int:
     path = _study_file(args.study)
     study = load_study(path)
     # Rebuilt from the parsed arguments (main() may be called with an argv of its own).
-    command = ["archlab", "study", "run", args.study, *(["--quick"] if args.quick else []),
+    command = ["archlab", "study", "run", args.study, *args.overrides,
+               *(["--seeds", *map(str, args.seeds)] if args.seeds else []),
+               *(["--quick"] if args.quick else []),
                *([f"--jobs={args.jobs}"] if args.jobs != 1 else []),
                *(["--retry-failed"] if args.retry_failed else []),
                *([f"--runs-dir={args.runs_dir}"] if args.runs_dir != "runs" else [])]
     outcome = run_study(study, runs_dir=args.runs_dir, quick=args.quick, jobs=args.jobs,
-                        study_file=path, retry_failed=args.retry_failed, command=command)
+                        study_file=path, retry_failed=args.retry_failed, command=command,
+                        overrides=args.overrides, seeds=args.seeds)
     if not args.no_report:
         files = write_report(aggregate_study(outcome.study_dir), report_command=command)
         print(f"report: {files.markdown}\n        {files.html}")

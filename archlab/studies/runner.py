@@ -28,7 +28,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import yaml
 
@@ -92,13 +92,17 @@ def _finished(entry: dict | None, trial: Trial, store: RunStore, retry_failed: b
 def run_study(study: StudyConfig, *, runs_dir: str | Path = "runs", quick: bool = False,
               jobs: int = 1, study_file: str | Path | None = None,
               retry_failed: bool = False, command: list[str] | None = None,
+              overrides: Sequence[str] = (), seeds: Sequence[int] | None = None,
               log: Callable[[str], None] | None = print) -> StudyOutcome:
     """Run (or resume) every trial; returns which ran, were skipped, failed or were cut off.
-    Config errors are raised before any trial starts."""
+    Config errors are raised before any trial starts. ``overrides`` and ``seeds``: see
+    :func:`~archlab.studies.trials.expand_trials` (changed settings change the trials'
+    fingerprints, so finished trials with other settings are run again, not reused)."""
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     log = log or (lambda message: None)
-    trials = expand_trials(study, quick=quick, study_file=study_file)
+    trials = expand_trials(study, quick=quick, study_file=study_file, overrides=overrides,
+                           seeds=seeds)
     runs_dir = Path(runs_dir).resolve()
     store = RunStore(runs_dir)
     study_dir = study_dir_for(runs_dir, study.name, quick)

@@ -13,7 +13,7 @@ import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from archlab.config.loading import ConfigError, config_to_dict, load_config
 from archlab.studies.spec import StudyConfig, resolve_base
@@ -81,13 +81,22 @@ def expand_groups(study: StudyConfig) -> list[tuple[str, str | None, dict[str, A
 
 
 def expand_trials(study: StudyConfig, *, quick: bool = False,
-                  study_file: str | Path | None = None) -> list[Trial]:
+                  study_file: str | Path | None = None, overrides: Sequence[str] = (),
+                  seeds: Sequence[int] | None = None) -> list[Trial]:
     """Every trial of the study, seed-major (all configurations of seed 0 first, so an
     interrupted study already has one complete replicate). Every config is built and validated
-    here; all problems are raised together as one ConfigError before anything runs."""
+    here; all problems are raised together as one ConfigError before anything runs.
+
+    ``overrides`` (the command line's ``KEY=VALUE``) apply to every trial after everything the
+    study sets, quick mode included, e.g. ``train.device=cuda``; ``seeds`` replaces the study's
+    (and quick mode's) seed list."""
     base = resolve_base(study, study_file)
-    seeds = study.quick.seeds if quick and study.quick.seeds else study.seeds
-    extra = list(study.quick.overrides) if quick else []
+    if seeds is None:
+        seeds = study.quick.seeds if quick and study.quick.seeds else study.seeds
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
+    extra = (list(study.quick.overrides) if quick else []) + list(overrides)
     groups = expand_groups(study)
     baseline = study.report.baseline
     if baseline is not None and baseline not in {g[0] for g in groups}:

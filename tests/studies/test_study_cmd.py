@@ -49,6 +49,33 @@ def test_headline_cuts_at_the_colon_or_a_word():
     assert _headline("  spread\n over   lines ") == "spread over lines"
 
 
+def test_command_line_overrides_and_seeds_apply_to_every_trial(study_file, tmp_path, capsys):
+    import yaml
+
+    runs = str(tmp_path / "runs")
+    # After quick mode's own override (train.epochs=1): the command line wins.
+    argv = ["study", "run", str(study_file), "train.epochs=2", "optim.lr=0.03", "--seeds", "3",
+            "5", "--quick", "--runs-dir", runs, "--no-report"]
+    assert main(argv) == 0
+    ledger = read_ledger(tmp_path / "runs" / "studies" / "clitiny-quick")["trials"]
+    assert list(ledger) == ["base seed=3", "base seed=5"]
+    for entry in ledger.values():
+        cfg = yaml.safe_load((tmp_path / entry["run_dir"] / "config.yaml").read_text())
+        assert cfg["train"]["epochs"] == 2 and cfg["optim"]["lr"] == 0.03
+        assert cfg["train"]["seed"] == entry["seed"]
+    capsys.readouterr()
+    assert main(argv) == 0  # same settings: nothing to run again
+    assert "2 already done, 0 to run" in capsys.readouterr().out
+    assert main(argv[:3] + ["train.epochs=1", "--seeds", "3", "--quick", "--runs-dir", runs,
+                            "--no-report"]) == 0  # other settings: a new trial, not a reuse
+    out = capsys.readouterr().out
+    assert "0 already done, 1 to run" in out
+    assert main(["study", "run", str(study_file), "train.epochz=1", "--runs-dir", runs]) == 2
+    assert "train.epochz" in capsys.readouterr().err
+    assert main(["study", "run", str(study_file), "--seeds", "1", "1", "--runs-dir", runs]) == 2
+    assert "distinct" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("body, fragment", [
     ("name: x\nseedz: [0]\n", "seedz: unknown key; did you mean 'seeds'"),
     ("name: x\noverrides: ['optim.lr=-1']\n", "optim.lr"),
