@@ -26,6 +26,8 @@ from typing import Iterable, Mapping
 import torch
 from torch import nn
 
+from archlab.analysis.hooks import ModuleHooks
+
 #: Elementwise activation modules watched by default; archlab.layers.activations builds these.
 ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU,
@@ -70,7 +72,7 @@ def select_modules(model: nn.Module, modules: Mapping[str, nn.Module] | Iterable
     return chosen
 
 
-class ActivationStats:
+class ActivationStats(ModuleHooks):
     """Removable forward hooks that accumulate output statistics for each watched module.
 
     ``modules``: a mapping name -> module, a list of module names, or None for
@@ -88,30 +90,12 @@ class ActivationStats:
                              f"{histogram_bins}")
         self.modules = select_modules(model, modules, activation_modules)
         self.saturation_eps, self.histogram_bins = saturation_eps, histogram_bins
-        self._handles: list = []
         self.reset()
 
     # ------------------------------------------------------------------ hooks
-    @property
-    def attached(self) -> bool:
-        return bool(self._handles)
-
-    def attach(self) -> "ActivationStats":
-        if not self._handles:
-            self._handles = [m.register_forward_hook(self._hook(name, _saturation_kind(m)))
-                             for name, m in self.modules.items()]
-        return self
-
-    def detach(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-
-    def __enter__(self) -> "ActivationStats":
-        return self.attach()
-
-    def __exit__(self, *exc) -> None:
-        self.detach()
+    def _register(self):
+        return [m.register_forward_hook(self._hook(name, _saturation_kind(m)))
+                for name, m in self.modules.items()]
 
     def reset(self) -> None:
         # name -> float64 (4,) on the output's device: sum, sum of squares, zeros, saturated

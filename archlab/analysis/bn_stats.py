@@ -37,6 +37,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from archlab.analysis.grad_flow import GradientFlowWarning
+from archlab.analysis.hooks import ModuleHooks
 
 
 class BatchNormStatsWarning(GradientFlowWarning):
@@ -50,39 +51,20 @@ def batchnorm_modules(model: nn.Module) -> dict[str, _BatchNorm]:
             if isinstance(m, _BatchNorm) and m.track_running_stats}
 
 
-class BatchNormStats:
+class BatchNormStats(ModuleHooks):
     """Accumulates the per-channel statistics of every BatchNorm layer's input while attached."""
 
     def __init__(self, model: nn.Module) -> None:
         self.modules = batchnorm_modules(model)
-        self._handles: list = []
         # name -> (count, sum (C,), sum of squares (C,)), float64 on the input's device
         self._sums: dict[str, tuple[int, torch.Tensor, torch.Tensor]] = {}
         self._running: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # (mean, var)
 
-    @property
-    def attached(self) -> bool:
-        return bool(self._handles)
-
-    def attach(self) -> "BatchNormStats":
-        if not self._handles:
-            self._handles = [m.register_forward_pre_hook(self._hook(n))
-                             for n, m in self.modules.items()]
-        return self
-
-    def detach(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+    def _register(self):
+        return [m.register_forward_pre_hook(self._hook(n)) for n, m in self.modules.items()]
 
     def reset(self) -> None:
         self._sums, self._running = {}, {}
-
-    def __enter__(self) -> "BatchNormStats":
-        return self.attach()
-
-    def __exit__(self, *exc) -> None:
-        self.detach()
 
     def _hook(self, name: str):
         def hook(module, inputs):

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from archlab.analysis.activation_stats import select_modules
+from archlab.analysis.hooks import ModuleHooks
 
 #: Activations with an exactly-zero region, where a unit can die.
 DEAD_CAPABLE_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6, nn.Hardswish,
@@ -62,7 +63,7 @@ def unit_dim(output: torch.Tensor) -> int:
     return 1 if output.ndim >= 4 else output.ndim - 1
 
 
-class DeadUnitCounter:
+class DeadUnitCounter(ModuleHooks):
     """Removable forward hooks recording, per watched module, which units were ever non-zero.
 
     ``modules``: mapping name -> module, list of module names, or None for every rectifier
@@ -72,29 +73,10 @@ class DeadUnitCounter:
     def __init__(self, model: nn.Module,
                  modules: Mapping[str, nn.Module] | Iterable[str] | None = None) -> None:
         self.modules = select_modules(model, modules, rectifier_modules)
-        self._handles: list = []
         self.reset()
 
-    @property
-    def attached(self) -> bool:
-        return bool(self._handles)
-
-    def attach(self) -> "DeadUnitCounter":
-        if not self._handles:
-            self._handles = [m.register_forward_hook(self._hook(name))
-                             for name, m in self.modules.items()]
-        return self
-
-    def detach(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-
-    def __enter__(self) -> "DeadUnitCounter":
-        return self.attach()
-
-    def __exit__(self, *exc) -> None:
-        self.detach()
+    def _register(self):
+        return [m.register_forward_hook(self._hook(name)) for name, m in self.modules.items()]
 
     def reset(self) -> None:
         # name -> (units,) bool, on the output device: ever non-zero / ever positive

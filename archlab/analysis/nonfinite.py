@@ -32,6 +32,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from archlab.analysis.hooks import ModuleHooks
+
 
 class NonFiniteError(FloatingPointError):
     """A forward pass produced NaN or inf; the message names where."""
@@ -64,7 +66,7 @@ def _nonfinite_sum(t: torch.Tensor) -> torch.Tensor:
     return ~torch.isfinite(t.detach().sum(dtype=acc))
 
 
-class NonFiniteDetector:
+class NonFiniteDetector(ModuleHooks):
     """Forward (pre-)hooks on every module of ``model``, the model itself included.
 
     ``raise_error``: raise :class:`NonFiniteError` at the first non-finite value (default), or
@@ -76,34 +78,21 @@ class NonFiniteDetector:
             raise TypeError(f"NonFiniteDetector needs an nn.Module, got {type(model).__name__}")
         self.model, self.raise_error = model, raise_error
         self.report: str | None = None  # the first message found, kept once found
-        self._handles: list = []
         self._stack: list[str] = []  # modules whose forward is running, outermost first
         self._events: list[_Event] = []
         self._checked: dict[int, tuple[weakref.ref, int]] = {}  # tensors checked this pass
 
-    @property
-    def attached(self) -> bool:
-        return bool(self._handles)
-
-    def attach(self) -> "NonFiniteDetector":
-        if not self._handles:
-            self.reset()
-            for name, module in self.model.named_modules():
-                self._handles.append(module.register_forward_pre_hook(self._enter(name)))
-                self._handles.append(module.register_forward_hook(self._exit(name)))
-        return self
+    def _register(self):
+        self.reset()
+        handles = []
+        for name, module in self.model.named_modules():
+            handles.append(module.register_forward_pre_hook(self._enter(name)))
+            handles.append(module.register_forward_hook(self._exit(name)))
+        return handles
 
     def detach(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        super().detach()
         self.reset()
-
-    def __enter__(self) -> "NonFiniteDetector":
-        return self.attach()
-
-    def __exit__(self, *exc) -> None:
-        self.detach()
 
     def reset(self) -> None:
         """Forget queued flags so the next pass starts clean; ``report`` is kept."""
