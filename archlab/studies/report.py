@@ -58,6 +58,12 @@ def provenance(results: StudyResults, report_command: Sequence[str] | None) -> l
     if results.quick and results.study.quick.overrides:
         # Say exactly what was cut, e.g. a test subset makes test.acc noisier than the full one.
         mode += f"; quick overrides: `{' '.join(results.study.quick.overrides)}`"
+    changed = list(resolved.get("command_overrides") or [])
+    if resolved.get("command_seeds"):
+        changed.append(f"--seeds {' '.join(map(str, resolved['command_seeds']))}")
+    if changed:
+        # Not the study file's settings: whoever reads the numbers must know what differs.
+        mode += f"; changed on the command line: `{' '.join(changed)}`"
     lines = [f"Mode: {mode}.",
              f"Seeds: {len(results.trials) and len({t.seed for t in results.trials})} per "
              f"configuration; {len(results.groups)} configurations; {len(results.trials)} trials."]

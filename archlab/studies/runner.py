@@ -107,7 +107,8 @@ def run_study(study: StudyConfig, *, runs_dir: str | Path = "runs", quick: bool 
     store = RunStore(runs_dir)
     study_dir = study_dir_for(runs_dir, study.name, quick)
     study_dir.mkdir(parents=True, exist_ok=True)
-    _write_resolved(study_dir, study, trials, quick, runs_dir, study_file, command, jobs)
+    _write_resolved(study_dir, study, trials, quick, runs_dir, study_file, command, jobs,
+                    overrides=list(overrides), seeds=None if seeds is None else list(seeds))
 
     ledger = read_ledger(study_dir)
     entries: dict = ledger.setdefault("trials", {})
@@ -230,11 +231,15 @@ def machine_info(jobs: int | None = None) -> dict:
 
 
 def _write_resolved(study_dir: Path, study: StudyConfig, trials: list[Trial], quick: bool,
-                    runs_dir: Path, study_file, command, jobs: int) -> None:
+                    runs_dir: Path, study_file, command, jobs: int,
+                    overrides: list[str] | None = None, seeds: list[int] | None = None) -> None:
     resolved = {
         "study": study_to_dict(study),
         "study_file": str(Path(study_file).resolve()) if study_file else None,
         "quick": quick,
+        # Settings from the command line, not the study file: the report names them.
+        "command_overrides": overrides or [],
+        "command_seeds": seeds,
         "runs_dir": str(runs_dir),
         "command": command if command is not None else [Path(sys.argv[0]).name, *sys.argv[1:]],
         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

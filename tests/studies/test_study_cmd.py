@@ -64,7 +64,9 @@ def test_command_line_overrides_and_seeds_apply_to_every_trial(study_file, tmp_p
         assert cfg["train"]["epochs"] == 2 and cfg["optim"]["lr"] == 0.03
         assert cfg["train"]["seed"] == entry["seed"]
     capsys.readouterr()
-    assert main(argv) == 0  # same settings: nothing to run again
+    assert main(argv[:-1]) == 0  # same settings: nothing to run again; writes the report
+    md = (tmp_path / "runs" / "studies" / "clitiny-quick" / "report.md").read_text()
+    assert "changed on the command line: `train.epochs=2 optim.lr=0.03 --seeds 3 5`" in md
     assert "2 already done, 0 to run" in capsys.readouterr().out
     assert main(argv[:3] + ["train.epochs=1", "--seeds", "3", "--quick", "--runs-dir", runs,
                             "--no-report"]) == 0  # other settings: a new trial, not a reuse
