@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from archlab.studies.aggregate import StudyResults
-from archlab.studies.sections import REPORT_SECTIONS, ReportContext, Section, Table, Text, fmt
+from archlab.studies.sections import (REPORT_SECTIONS, ReportContext, Section, Table, Text, fmt,
+                                      integer_ticks)
 
 GAP_METRICS = ("train.acc", "val.acc", "train.loss", "val.loss")
 
@@ -90,6 +91,7 @@ def generalization_gap_section(ctx: ReportContext) -> Section | None:
         if epochs:
             ax.plot(epochs, gaps, marker="o", ms=3, color=f"C{i % 10}", label=group)
     ax.axhline(0.0, color="gray", lw=0.8)
+    ax.xaxis.set_major_locator(integer_ticks())  # epochs are whole
     ax.set_xlabel("epoch")
     ax.set_ylabel("train.acc − val.acc")
     ax.set_title("Generalization gap per epoch (mean over seeds)")

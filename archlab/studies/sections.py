@@ -24,6 +24,13 @@ from archlab.registry import Registry
 from archlab.studies.aggregate import StudyResults, lower_is_better
 
 
+def integer_ticks():
+    """Tick locator for an epoch axis: whole numbers only (matplotlib is imported lazily)."""
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
 @dataclass
 class Text:
     text: str
@@ -203,6 +210,7 @@ def curves_section(ctx: ReportContext) -> Section | None:
                 continue
             ax.plot(b.epochs, b.mean, marker="o", ms=3, color=f"C{i % 10}", label=g)
             ax.fill_between(b.epochs, b.low, b.high, color=f"C{i % 10}", alpha=0.2)
+        ax.xaxis.set_major_locator(integer_ticks())  # epochs are whole
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.set_title(f"{metric} per epoch (mean, band {band} over seeds)")
