@@ -16,7 +16,7 @@ import tempfile
 import time
 
 from _common import emit
-from archlab.config.loading import load_config
+from archlab.runs.config import load_config
 from archlab.runs.experiment import run_experiment
 from archlab.runs.store import read_metrics
 

@@ -23,8 +23,8 @@ float64 sums). Per layer it reports
 
     tracker = BatchNormStats(model)
     with tracker:
-        for x, _ in val_loader:
-            model(x)
+        for batch in val_loader:
+            model(batch["x"])
     tracker.results()["conv1.bn"]  # {"var_ratio": 150.2, "mean_shift": 0.01, "channels": 64}
 """
 

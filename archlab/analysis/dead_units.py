@@ -15,8 +15,8 @@ Hook a validation pass; it costs no extra forward pass and keeps one boolean per
 
     counter = DeadUnitCounter(model)
     with counter:
-        for x, _ in val_loader:
-            model(x)
+        for batch in val_loader:
+            model(batch["x"])
     counter.results()["stages.0.0.3"]
     # {"dead_fraction": 0.25, "dead": 4, "never_positive_fraction": 0.25, "never_positive": 4,
     #  "units": 16}

@@ -44,8 +44,8 @@ from archlab.analysis.grad_flow import GradientFlowWarning, check_gradient_flow,
 from archlab.analysis.nonfinite import NonFiniteDetector
 from archlab.analysis.weight_stats import UpdateToWeightRatio
 from archlab.config import config_dataclass
-from archlab.runs.store import truncate_metrics
 from archlab.train.callbacks.base import Callback
+from archlab.train.callbacks.metric_logger import truncate_metrics
 
 #: The diagnostics one can switch on, by the name used in configs (and their module's name).
 DIAGNOSTIC_PARTS = ("grad_flow", "activation_stats", "dead_units", "weight_stats", "bn_stats",

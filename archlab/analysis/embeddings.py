@@ -15,7 +15,7 @@ keeps neighbourhoods, so its cluster sizes and gaps are not to be read as distan
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -35,15 +35,16 @@ def embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model.forward_head(features, pre_logits=True)
 
 
-def extract_features(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+def extract_features(model: nn.Module, batches: Iterable[Mapping[str, torch.Tensor]],
                      max_samples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(features (N, D) float32, labels (N,) int64) over ``(x, y)`` batches, eval mode."""
+    """(features (N, D) float32, labels (N,) int64) over ``{"x", "y"}`` batches, eval mode."""
     if not hasattr(model, "forward_features") or not hasattr(model, "forward_head"):
         raise TypeError(f"{type(model).__name__} does not follow the model contract "
                         f"(forward_features / forward_head)")
     feats, labels, seen = [], [], 0
     with evaluation_mode(model), torch.no_grad():
-        for x, y in batches:
+        for batch in batches:
+            x, y = batch["x"], batch["y"]
             if max_samples is not None and seen >= max_samples:
                 break
             f = embed(model, x).flatten(1)

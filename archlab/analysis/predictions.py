@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -62,13 +62,14 @@ class Predictions:
         return self.losses.topk(min(k, len(self.losses))).indices
 
 
-def collect_predictions(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+def collect_predictions(model: nn.Module, batches: Iterable[Mapping[str, torch.Tensor]],
                         max_samples: int | None = None,
                         keep_images: bool = True) -> Predictions:
-    """Run ``model`` (eval mode, no grad) over ``(x, y)`` batches; results on the CPU."""
+    """Run ``model`` (eval mode, no grad) over ``{"x", "y"}`` batches; results on the CPU."""
     labels, probs, losses, images, seen = [], [], [], [], 0
     with evaluation_mode(model), torch.no_grad():
-        for x, y in batches:
+        for batch in batches:
+            x, y = batch["x"], batch["y"]
             if max_samples is not None and seen >= max_samples:
                 break
             take = x.shape[0] if max_samples is None else min(x.shape[0], max_samples - seen)

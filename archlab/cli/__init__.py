@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # argparse exits with 2 on usage errors
-    from archlab.config.loading import ConfigError
+    from archlab.runs.config import ConfigError
     from archlab.registry import UnknownNameError
 
     try:

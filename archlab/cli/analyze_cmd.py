@@ -78,10 +78,10 @@ def _first_examples(loader, n: int):
     import torch
 
     xs, ys, seen = [], [], 0
-    for x, y in loader:
-        xs.append(x)
-        ys.append(y)
-        seen += len(y)
+    for batch in loader:
+        xs.append(batch["x"])
+        ys.append(batch["y"])
+        seen += len(batch["y"])
         if seen >= n:
             break
     return torch.cat(xs)[:n], torch.cat(ys)[:n]
@@ -111,23 +111,29 @@ def applicability(model, x, item: str, layer: str | None) -> str | None:
 def run(args) -> int:
     import torch
 
+    from types import SimpleNamespace
+
     from archlab.data.pipeline import build_loaders
-    from archlab.runs.evaluation import load_model_from_checkpoint
+    from archlab.runs.evaluation import load_trained_model
 
     items = parse_items(args.what)
     if args.n < 1 or args.max_samples < 1:
         raise UsageError("--n and --max-samples must be >= 1")
     path, run_dir = _checkpoint(args)
     device = torch.device(args.device)
-    model, cfg, bundle = load_model_from_checkpoint(path, device)
-    loaders = build_loaders(cfg.data, device=device, seed=cfg.train.seed, bundle=bundle)
+    loaded = load_trained_model(path, device)
+    model, cfg = loaded.model, loaded.cfg
+    if loaded.data.get("kind") != "images":
+        raise UsageError(f"analyze draws image classifiers' attributions and predictions; this "
+                         f"run's model reads {loaded.data.get('kind')} (try archlab eval or "
+                         f"archlab sample)")
+    bundle = SimpleNamespace(**loaded.data)  # classes, mean, std of what the model saw
+    loaders = build_loaders(cfg.data, device=device, seed=cfg.train.seed)
     loader = loaders.test if args.split == "test" else loaders.val
-    scores = "logits"
-    if cfg.task.name == "metric_learning":
-        scores = "cosine similarity to the run's class centroids"
-        print("note: a metric-learning run: class scores are cosine similarities to its class "
-              "centroids (what it was scored with); their softmax is not a calibrated "
-              "probability, so read the confidences as relative")
+    scores = loaded.output_kind
+    if scores != "logits":
+        print(f"note: this run's class scores are {scores} (what it was scored with); their "
+              f"softmax is not a calibrated probability, so read the confidences as relative")
     if args.split == "val" and loaders.val_is_test:
         print("note: this run has no held-out validation split; --split val is the test split")
     out = Path(args.out) if args.out else (run_dir or path.parent.parent) / "artifacts" / "analysis"

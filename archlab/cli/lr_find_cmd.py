@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from archlab.cli import UsageError
-    from archlab.config.loading import load_config
+    from archlab.runs.config import load_config
     from archlab.runs.lr_find import run_lr_find
 
     cfg = load_config(args.config, args.overrides)

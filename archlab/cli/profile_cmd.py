@@ -67,7 +67,7 @@ def _options(args) -> dict:
 def _resolve(ref: str, runs_dir: str):
     """A model name stays a string; anything else must be a run."""
     from archlab.models import MODELS
-    from archlab.profiling.compare import load_run_target
+    from archlab.runs.evaluation import load_run_target
     from archlab.runs.store import RunNotFoundError
 
     if ref in MODELS:
@@ -83,7 +83,7 @@ def run(args) -> int:
 
     options = _options(args)
     targets = [_resolve(ref, args.runs_dir) for ref in args.targets]
-    reports = compare(targets, runs_dir=args.runs_dir, **options)
+    reports = compare(targets, **options)
 
     pareto = None
     if len(reports) > 1 and any(r.accuracy is not None for r in reports):

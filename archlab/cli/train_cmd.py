@@ -27,7 +27,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import yaml
 
-    from archlab.config.loading import apply_overrides, build_config, config_to_dict, load_config
+    from archlab.config.loading import apply_overrides
+    from archlab.runs.config import ExperimentConfig, build_config, config_to_dict, load_config
     from archlab.runs.experiment import run_experiment
     from archlab.runs.store import RunNotFoundError, RunStore
 
@@ -39,7 +40,8 @@ def run(args) -> int:
         except RunNotFoundError as e:
             raise UsageError(str(e)) from None
         tree = yaml.safe_load((record.path / "config.yaml").read_text())
-        cfg = build_config(apply_overrides(tree, args.overrides), str(record.path / "config.yaml"))
+        cfg = build_config(apply_overrides(tree, args.overrides, ExperimentConfig),
+                           str(record.path / "config.yaml"))
     else:
         cfg = load_config(args.config, args.overrides)
     if args.print_config:

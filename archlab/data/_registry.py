@@ -58,6 +58,17 @@ class DatasetBundle:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def model_kwargs(self) -> dict[str, int]:
+        """The constructor arguments the data fixes for a model of it."""
+        return {"num_classes": self.num_classes, "in_chans": self.in_chans}
+
+    def describe(self) -> dict:
+        """Plain data about the dataset that tools need without loading it (saved with runs and
+        checkpoints): class names, input size and the normalization the model saw."""
+        return {"kind": "images", "classes": list(self.classes),
+                "input_size": [self.in_chans, *self.img_size],
+                "mean": list(self.mean), "std": list(self.std)}
+
 
 DatasetBuilder = Callable[..., DatasetBundle]
 DATASETS: Registry[DatasetBuilder] = Registry("dataset")
@@ -68,11 +79,13 @@ def register_dataset(name: str, **meta) -> Callable[[DatasetBuilder], DatasetBui
 
 
 def dataset_options(name: str) -> set[str]:
-    """The ``data.options`` a registered dataset's builder takes (all but root and download)."""
+    """The ``data.options`` a registered dataset's builder takes: all but root, download and
+    val_fraction (builders that split contiguously, e.g. text, get ``data.val_fraction``
+    from the pipeline)."""
     import inspect
 
     params = inspect.signature(DATASETS.get(name)).parameters
-    return set(params) - {"root", "download"}
+    return set(params) - {"root", "download", "val_fraction"}
 
 
 def check_dataset_options(name: str, options: dict) -> None:

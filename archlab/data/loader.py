@@ -9,10 +9,11 @@ on-disk datasets and applies the same batched augmentation after the transfer.
 Under DDP both shard an epoch like ``DistributedSampler``: one permutation shared by all ranks,
 padded to a multiple of the world size, rank r taking every world-size-th index from r.
 
-Both take an optional ``batch_sampler`` that chooses each batch's indices instead of the shuffle
-(e.g. :class:`~archlab.data.pk_sampler.PKBatchSampler`), and ``views=2`` yields
-``(x, y, x_view2)``: the same images augmented twice with independent draws, as contrastive
-self-supervision (SimCLR's nt_xent) needs.
+Batches are mappings ``{"x": images, "y": labels}``. Both loaders take an optional
+``batch_sampler`` that chooses each batch's indices instead of the shuffle (e.g.
+:class:`~archlab.data.pk_sampler.PKBatchSampler`), and ``views=2`` adds ``"x_view2"``: the same
+images augmented twice with independent draws, as contrastive self-supervision (SimCLR's
+nt_xent) needs.
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from archlab.data._registry import ArraySplit
 from archlab.data.augment import BatchAugment
 
-Batch = tuple[torch.Tensor, ...]  # (x, y) or, with views=2, (x, y, x_view2)
+Batch = dict[str, torch.Tensor]  # {"x", "y"} and, with views=2, "x_view2"
+
+
+def image_batch(views: list[torch.Tensor], labels: torch.Tensor) -> Batch:
+    batch = {"x": views[0], "y": labels}
+    if len(views) > 1:
+        batch["x_view2"] = views[1]
+    return batch
 
 
 class BatchSampler(Protocol):
@@ -127,7 +135,7 @@ class InMemoryLoader:
             images = self.images[idx]
             views = [self.normalize(augmented(images, self.augment, generator))
                      for _ in range(self.views)]
-            yield (views[0], self.labels[idx], *views[1:])
+            yield image_batch(views, self.labels[idx])
 
 
 def check_views(views: int) -> int:
@@ -196,4 +204,4 @@ class StreamingLoader:
             x = x.to(self.device, non_blocking=True)
             views = [self.normalize(augmented(x, self.augment, generator))
                      for _ in range(self.views)]
-            yield (views[0], y.to(self.device, non_blocking=True), *views[1:])
+            yield image_batch(views, y.to(self.device, non_blocking=True))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -20,14 +21,20 @@ class DataLoaders:
     train: InMemoryLoader | StreamingLoader
     val: InMemoryLoader | StreamingLoader
     test: InMemoryLoader | StreamingLoader
-    bundle: DatasetBundle
+    bundle: Any  # DatasetBundle, or a TextCorpus
     val_is_test: bool  # no held-out split: validation metrics are test metrics
 
 
 def load_dataset(cfg: DataConfig) -> DatasetBundle:
+    """The dataset's splits. Builders that split contiguously (text) take ``val_fraction``
+    themselves; for the others the validation split is drawn per class by :func:`split_train`."""
+    import inspect
+
     builder = DATASETS.get(cfg.name)
     check_dataset_options(cfg.name, cfg.options)
-    return builder(root=as_path(cfg.root), download=cfg.download, **cfg.options)
+    extra = ({"val_fraction": cfg.val_fraction}
+             if "val_fraction" in inspect.signature(builder).parameters else {})
+    return builder(root=as_path(cfg.root), download=cfg.download, **extra, **cfg.options)
 
 
 def split_train(cfg: DataConfig, train: Split) -> tuple[Split, Split | None]:
@@ -44,6 +51,11 @@ def build_loaders(cfg: DataConfig, *, device: torch.device, seed: int, channels_
                   rank: int = 0, world_size: int = 1,
                   bundle: DatasetBundle | None = None) -> DataLoaders:
     bundle = bundle if bundle is not None else load_dataset(cfg)
+    if not isinstance(bundle, DatasetBundle):  # a text corpus: blocks of tokens
+        from archlab.data.text_loader import build_text_loaders
+
+        return build_text_loaders(cfg, bundle, device=device, seed=seed, rank=rank,
+                                  world_size=world_size)
     train, val = split_train(cfg, bundle.train)
     test = bundle.test
     if cfg.test_subset_fraction is not None and cfg.test_subset_fraction < 1.0:

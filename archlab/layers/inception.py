@@ -75,7 +75,7 @@ class Inception(nn.Module):
 def transform_input(x: torch.Tensor) -> torch.Tensor:
     """Map ImageNet-normalized RGB to the ``(x - 0.5) / 0.5`` scaling the TensorFlow-trained
     GoogLeNet / Inception-v3 checkpoints expect (torchvision's ``transform_input=True``)."""
-    from archlab.models._contract import IMAGENET_MEAN as mean, IMAGENET_STD as std
+    from archlab.layers.normalization_constants import IMAGENET_MEAN as mean, IMAGENET_STD as std
 
     channels = [x[:, i:i + 1] * (std[i] / 0.5) + (mean[i] - 0.5) / 0.5 for i in range(3)]
     return torch.cat(channels, 1)

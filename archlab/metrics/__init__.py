@@ -20,6 +20,7 @@ from archlab.metrics import (  # noqa: E402,F401
     calibration,
     confusion,
     fid,
+    mean,
     perplexity,
     precision_recall,
     rouge,

@@ -3,8 +3,8 @@
 Use every metric the same way::
 
     metric = build_metric("precision_recall_f1", num_classes=10)
-    for x, y in loader:
-        metric.update(model(x), y)      # per batch; nothing is computed yet
+    for batch in loader:
+        metric.update(model(batch["x"]), batch["y"])  # per batch; nothing is computed yet
     metric.sync(dist)                   # DDP: all-reduce (sum) the state; no-op in one process
     metric.compute()                    # {"precision_macro": 0.91, ...}
     metric.reset()                      # before the next epoch
@@ -23,7 +23,7 @@ import torch
 import torch.distributed as torch_dist
 
 from archlab.registry import Registry
-from archlab.train.distributed import DistInfo, all_reduce_sum
+from archlab.distributed import DistInfo, all_reduce_sum
 
 #: Registered metric classes; ``meta["inputs"]`` says what ``update`` takes:
 #: ``"scores"`` -> ``update(logits_or_labels, target)``, ``"text"`` -> ``update(hypotheses,

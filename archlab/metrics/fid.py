@@ -9,8 +9,8 @@ are passed in directly, so scores are comparable only between runs using the sam
 Usage::
 
     fid = build_metric("fid", model=classifier)          # or num_features=D and features
-    for real, _ in loader:
-        fid.update(real, real=True)
+    for batch in loader:
+        fid.update(batch["x"], real=True)
     fid.update(generator.sample(1000), real=False)
     fid.compute()["fid"]
 

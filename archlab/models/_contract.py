@@ -20,8 +20,7 @@ import torch
 from torch import nn
 
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from archlab.layers.normalization_constants import IMAGENET_MEAN, IMAGENET_STD
 
 
 def imagenet_stats(in_chans: int) -> dict[str, tuple[float, ...]]:

@@ -132,7 +132,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 f"weights_only=True rejected it: {str(err).splitlines()[0]}). Only state_dicts "
                 f"and archlab checkpoints are read; arbitrary pickled objects never are") from None
     if isinstance(obj, dict):
-        for wrapper in ("model", "state_dict"):
+        # An archlab checkpoint names the weights it was evaluated with (EMA's average, when
+        # on) "evaluation_model"; a transfer starts from those.
+        for wrapper in ("evaluation_model", "model", "state_dict"):
             if isinstance(obj.get(wrapper), dict):
                 obj = obj[wrapper]
                 break

@@ -25,8 +25,7 @@ from pydantic import Field
 from torch import nn
 
 from archlab.config import config_dataclass
-from archlab.profiling.compare import (RunTarget, compare, comparison_table, load_run_target,
-                                       pareto_front, plot_pareto)
+from archlab.profiling.compare import (RunTarget, compare, comparison_table,                                        pareto_front, plot_pareto)
 from archlab.profiling.latency import (LatencyStats, TrainThroughput, latency_stats,
                                        measure_latency, measure_train_throughput, model_device,
                                        percentile)
@@ -77,7 +76,7 @@ def profile(model_or_name: nn.Module | str, *, target: str | None = None,
     """Profile a registered model (by name) or a module; ``options`` are :class:`ProfileConfig`
     fields (an unknown or ill-typed one raises a ValueError naming it). ``target`` and
     ``accuracy`` label the report (the CLI passes a run id and its test.acc)."""
-    from archlab.runs.experiment import resolve_device
+    from archlab.train.device import resolve_device
 
     cfg = ProfileConfig(**options)
     if isinstance(model_or_name, str):
@@ -133,6 +132,6 @@ def profile(model_or_name: nn.Module | str, *, target: str | None = None,
 
 __all__ = ["VARIANTS", "LatencyStats", "LayerStats", "MemoryStats", "ModelSummary",
            "ProfileConfig", "ProfileReport", "RunTarget", "TrainThroughput", "VariantResult",
-           "activation_bytes", "compare", "comparison_table", "latency_stats", "load_run_target",
+           "activation_bytes", "compare", "comparison_table", "latency_stats",
            "measure_latency", "measure_memory", "measure_train_throughput", "measure_variants",
            "pareto_front", "peak_bytes", "percentile", "plot_pareto", "profile", "summarize"]

@@ -1,13 +1,14 @@
 """Several models and trained runs side by side: a cost/accuracy table and a Pareto plot.
 
 A *run* contributes its test accuracy (the run store's ``test.acc``) and its model, rebuilt from
-the run's config (name, options, and the dataset's classes, channels and image size); a bare
+the run's manifest (model spec and input size, saved with the run); a bare
 *model name* contributes costs only. The Pareto frontier is the set of runs no other run beats
 on both axes at once: lower cost (latency or FLOPs) and higher accuracy.
 
 Usage::
 
-    reports = compare(["resnet18", "runs/cifar/20250101-120000-abc123"], batch_sizes=[1])
+    run = load_run_target("runs/cifar/20250101-120000-abc123")  # archlab.runs.evaluation
+    reports = compare(["resnet18", run], batch_sizes=[1])
     print(comparison_table(reports))
     plot_pareto(reports, "pareto.png")
 """
@@ -31,34 +32,10 @@ class RunTarget:
     accuracy: float | None  # the store's test.acc; None for a run without one (failed, running)
 
 
-def load_run_target(ref: str | Path, runs_dir: str | Path = "runs") -> RunTarget:
-    """A run by directory, id or unique id prefix. A run directory is looked up in its own store
-    (``<root>/<experiment>/<run_id>``) whatever ``runs_dir`` says."""
-    from archlab.data.pipeline import load_dataset
-    from archlab.runs.experiment import load_run_config
-    from archlab.runs.store import RunNotFoundError, RunStore
-
-    path = Path(ref)
-    if path.is_dir() and (path / "config.yaml").exists():
-        root = path.resolve().parent.parent
-    else:
-        root = Path(runs_dir)
-        if not (root / "index.sqlite").exists():
-            raise RunNotFoundError(f"no run '{ref}': {root} holds no run store")
-    record = RunStore(root).get(ref)
-    cfg = load_run_config(record.path)
-    bundle = load_dataset(cfg.data)
-    model = cfg.model.build(bundle.num_classes, bundle.in_chans)
-    acc = record.metrics.get("test.acc")
-    return RunTarget(run_id=record.run_id, model_name=cfg.model.name, model=model,
-                     input_size=(bundle.in_chans, *bundle.img_size),
-                     accuracy=None if acc is None else float(acc))
-
-
-def compare(targets: Sequence[str | RunTarget], runs_dir: str | Path = "runs",
-            **options: Any):
-    """One :class:`ProfileReport` per target: a registered model name, a :class:`RunTarget`, or a
-    string naming a run (directory, id). ``options`` are ``ProfileConfig`` fields shared by all
+def compare(targets: Sequence[str | RunTarget], **options: Any):
+    """One :class:`ProfileReport` per target: a registered model name or a :class:`RunTarget`
+    (``archlab.runs.evaluation.load_run_target`` makes one from a run directory or id).
+    ``options`` are ``ProfileConfig`` fields shared by all
     (``model_options`` only apply to model names); a run's own input size is used unless
     ``input_size`` is given."""
     from archlab.models import MODELS
@@ -69,7 +46,10 @@ def compare(targets: Sequence[str | RunTarget], runs_dir: str | Path = "runs",
         if isinstance(target, str) and target in MODELS:
             reports.append(profile(target, **options))
             continue
-        run = target if isinstance(target, RunTarget) else load_run_target(target, runs_dir)
+        if not isinstance(target, RunTarget):
+            raise ValueError(f"compare: {target!r} is no registered model; pass runs as "
+                             f"RunTarget (archlab.runs.evaluation.load_run_target)")
+        run = target
         run_options = dict(options)
         run_options.pop("model_options", None)  # for model names; a run's model is built already
         if run_options.get("input_size") is None:

@@ -16,21 +16,24 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from archlab.config.experiment import ExperimentConfig
-from archlab.config.loading import build_config, config_to_dict, save_config
 from archlab.data.pipeline import build_loaders, load_dataset
+from archlab.distributed import barrier, broadcast_object, init_distributed
 from archlab.layers.variational_dropout import variational_kl
+from archlab.runs.config import ExperimentConfig, config_to_dict, save_config
+from archlab.runs.evaluation import load_trained_model, run_checkpoint
 from archlab.runs.provenance import collect_meta
-from archlab.runs.store import RunStore, truncate_metrics
+from archlab.runs.store import RunStore
+from archlab.tasks import TASKS, Task, TrainedModel, build_task
 from archlab.train.callbacks import (EMA, Callback, EarlyStopping, MetricLogger, ModelCheckpoint,
                                      ProgressBar)
+from archlab.train.callbacks.early_stopping import resolve_monitor
+from archlab.train.callbacks.metric_logger import truncate_metrics
 from archlab.train.checkpoint_io import load_checkpoint
-from archlab.train.distributed import barrier, broadcast_object, init_distributed
-from archlab.train.optim import build_optimizer, regularization_penalty
+from archlab.train.device import has_conv, resolve_device
+from archlab.train.optim import build_phase_optimizers, regularization_penalty
 from archlab.train.precision import resolve_precision
 from archlab.train.reproducibility import seed_everything, set_deterministic
 from archlab.train.schedules import build_schedule
-from archlab.train.task import build_task
 from archlab.train.trainer import Trainer
 
 
@@ -46,23 +49,6 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.status == "completed"
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank)
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device={name} but CUDA is not available; use auto or cpu")
-    return device
-
-
-def has_conv(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
 def run_experiment(cfg: ExperimentConfig, *, runs_dir: str | Path = "runs",
@@ -107,10 +93,12 @@ def run_experiment(cfg: ExperimentConfig, *, runs_dir: str | Path = "runs",
 
 
 def build_model_and_data(cfg: ExperimentConfig, device: torch.device, dist=None):
-    """Seeded model on ``device`` (channels_last for conv nets) and its data loaders."""
+    """Seeded model on ``device`` (channels_last for conv nets), its data loaders and the run
+    manifest (model spec, task, data description) that checkpoints carry."""
     seed_everything(cfg.train.seed)
     bundle = load_dataset(cfg.data)
-    model = cfg.model.build(num_classes=bundle.num_classes, in_chans=bundle.in_chans)
+    spec = cfg.model.spec(**bundle.model_kwargs())
+    model = cfg.model.build(**bundle.model_kwargs())
     channels_last = has_conv(model) if cfg.train.channels_last is None else cfg.train.channels_last
     model = model.to(device, memory_format=torch.channels_last if channels_last
                      else torch.preserve_format)
@@ -118,13 +106,28 @@ def build_model_and_data(cfg: ExperimentConfig, device: torch.device, dist=None)
     loaders = build_loaders(cfg.data, device=device, seed=cfg.train.seed,
                             channels_last=channels_last, rank=rank, world_size=world,
                             bundle=bundle)
-    return model, loaders, channels_last
+    manifest = {"model_spec": spec, "task": {"name": cfg.task.name,
+                                             "output_kind": TASKS.get(cfg.task.name).output_kind},
+                "data": bundle.describe()}
+    return model, loaders, channels_last, manifest
+
+
+def build_training_task(cfg: ExperimentConfig, net: nn.Module, device: torch.device) -> Task:
+    """The configured task on ``net`` with the trained models it requires (a distillation
+    teacher) loaded from their runs' checkpoints, frozen, on ``device``."""
+    models = {}
+    for keyword, ref in TASKS.get(cfg.task.name).required_models(cfg.task).items():
+        path = run_checkpoint(ref.run, ref.checkpoint, what=f"task.{keyword}.run")
+        loaded = load_trained_model(path, device)
+        models[keyword] = TrainedModel(loaded.model.requires_grad_(False), loaded.output_kind,
+                                       str(path))
+    return build_task(net, cfg.task, **models)
 
 
 def _train(cfg, config_dict, store, run_id, run_dir: Path, device, dist, resume_state,
            extra_callbacks, progress) -> RunResult:
     precision = resolve_precision(cfg.train.precision, device)
-    model, loaders, channels_last = build_model_and_data(cfg, device, dist)
+    model, loaders, channels_last, manifest = build_model_and_data(cfg, device, dist)
     bundle = loaders.bundle
     if dist.is_main and resume_state is None:
         save_config(cfg, run_dir / "config.yaml")
@@ -132,31 +135,33 @@ def _train(cfg, config_dict, store, run_id, run_dir: Path, device, dist, resume_
                             precision=precision.name, channels_last=channels_last,
                             world_size=dist.world_size, dataset_source=bundle.source,
                             train_batches_per_epoch=len(loaders.train),
-                            val_is_test=loaders.val_is_test)
+                            val_is_test=loaders.val_is_test, **manifest)
         (run_dir / "meta.json").write_text(json.dumps(meta, indent=2))
 
     net: nn.Module = torch.compile(model) if cfg.train.compile else model
     if dist.enabled:
         net = nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
-    task = build_task(net, cfg.task)
-    optimizer = build_optimizer(model, cfg.optim, getattr(task, "param_groups",
-                                                          lambda lr: [])(cfg.optim.lr))
+    task = build_training_task(cfg, net, device)
+    optimizers = build_phase_optimizers(task, cfg.optim)
     steps_per_epoch = math.ceil(len(loaders.train) / cfg.train.accumulate_steps)
-    scheduler = build_schedule(optimizer, cfg.schedule, epochs=cfg.train.epochs,
-                               steps_per_epoch=steps_per_epoch)
+    schedulers = {name: build_schedule(opt, cfg.schedule, epochs=cfg.train.epochs,
+                                       steps_per_epoch=steps_per_epoch)
+                  for name, opt in optimizers.items()}
 
     cbs: list[Callback] = []
     if cfg.callbacks.ema.enabled:
         cbs.append(EMA(cfg.callbacks.ema.decay, cfg.callbacks.ema.every_steps))
     es = cfg.callbacks.early_stopping
     if es.enabled:
-        cbs.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta, es.restore_best))
+        cbs.append(EarlyStopping(*resolve_monitor(es.monitor, es.mode, task.monitor),
+                                 es.patience, es.min_delta, es.restore_best))
     cbs.append(MetricLogger(run_dir / "metrics.jsonl", cfg.train.log_every_steps,
                             run_dir / "tensorboard" if cfg.callbacks.tensorboard else None))
     ck = cfg.callbacks.checkpoint
     if ck.enabled:
-        cbs.append(ModelCheckpoint(run_dir / "checkpoints", config_dict, ck.monitor, ck.mode,
+        cbs.append(ModelCheckpoint(run_dir / "checkpoints", {"config": config_dict, **manifest},
+                                   *resolve_monitor(ck.monitor, ck.mode, task.monitor),
                                    ck.save_best, ck.keep_last_k))
     show = cfg.callbacks.progress if progress is None else progress
     if show:
@@ -168,7 +173,7 @@ def _train(cfg, config_dict, store, run_id, run_dir: Path, device, dist, resume_
         cbs.append(Diagnostics(cfg.diagnostics, run_dir))
 
     penalty = build_penalty(model, cfg, num_train=loaders.train.num_examples)
-    trainer = Trainer(task, optimizer, scheduler, train_loader=loaders.train,
+    trainer = Trainer(task, optimizers, schedulers, train_loader=loaders.train,
                       val_loader=loaders.val, cfg=cfg.train, precision=precision, callbacks=cbs,
                       dist=dist, model=model, penalty=penalty,
                       plateau_monitor=cfg.schedule.plateau_monitor)
@@ -204,10 +209,3 @@ def build_penalty(model: nn.Module, cfg: ExperimentConfig, num_train: int):
     if not terms:
         return None
     return lambda: sum(term() for term in terms)
-
-
-def load_run_config(run_dir: str | Path) -> ExperimentConfig:
-    import yaml
-
-    return build_config(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()),
-                        str(Path(run_dir) / "config.yaml"))

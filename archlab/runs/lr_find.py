@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 
-from archlab.config.experiment import ExperimentConfig
-from archlab.config.loading import save_config
-from archlab.runs.experiment import build_model_and_data, resolve_device
+from archlab.runs.config import ExperimentConfig, save_config
+from archlab.runs.experiment import build_model_and_data, build_training_task
+from archlab.train.device import resolve_device
 from archlab.runs.provenance import collect_meta
 from archlab.runs.store import RunRecord, RunStore
 from archlab.train.lr_finder import LRFinderResult, find_lr
-from archlab.train.optim import build_optimizer
-from archlab.train.task import build_task
+from archlab.train.optim import build_phase_optimizers
 
 
 def run_lr_find(cfg: ExperimentConfig, *, runs_dir: str = "runs", start_lr: float = 1e-6,
@@ -23,13 +22,17 @@ def run_lr_find(cfg: ExperimentConfig, *, runs_dir: str = "runs", start_lr: floa
     record = store.create_run(f"{cfg.experiment}-lr-find", seed=cfg.train.seed,
                               model=cfg.model.name, dataset=cfg.data.name)
     try:
-        model, loaders, _ = build_model_and_data(cfg, device)
+        model, loaders, _, _ = build_model_and_data(cfg, device)
         save_config(cfg, record.path / "config.yaml")
         meta = collect_meta(run_id=record.run_id, seed=cfg.train.seed, device=str(device),
                             kind="lr-find", start_lr=start_lr, end_lr=end_lr, num_steps=num_steps)
         (record.path / "meta.json").write_text(json.dumps(meta, indent=2))
-        task = build_task(model, cfg.task)
-        result = find_lr(task, build_optimizer(model, cfg.optim), loaders.train,
+        task = build_training_task(cfg, model, device)
+        optimizers = build_phase_optimizers(task, cfg.optim)
+        if len(optimizers) != 1:
+            raise ValueError(f"lr-find sweeps one optimizer; task '{cfg.task.name}' has phases "
+                             f"{list(optimizers)}")
+        result = find_lr(task, next(iter(optimizers.values())), loaders.train,
                          start_lr=start_lr, end_lr=end_lr, num_steps=num_steps)
         result.plot(record.path / "artifacts" / "lr_find.png")
         (record.path / "artifacts" / "lr_find.json").write_text(json.dumps(

@@ -9,7 +9,6 @@ processes (study workers, DDP launches) can write to it at once.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import sqlite3
 import time
@@ -197,23 +196,3 @@ def read_metrics(run_dir: str | Path) -> Iterator[dict[str, Any]]:
             for line in f:
                 if line.strip():
                     yield json.loads(line)
-
-
-def truncate_metrics(run_dir: str | Path, max_step: int, filename: str = "metrics.jsonl") -> None:
-    """Drop records of ``filename`` logged after ``max_step`` (a resumed run re-logs them),
-    atomically."""
-    path = Path(run_dir) / filename
-    if not path.exists():
-        return
-    kept = []
-    with path.open() as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:  # a line torn by the kill
-                continue
-            if record.get("step", 0) <= max_step:
-                kept.append(line if line.endswith("\n") else line + "\n")
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(kept))
-    os.replace(tmp, path)

@@ -50,26 +50,12 @@ class VariantCost:
 _MEASURED: dict[tuple[str, int], tuple[int, int, dict[int, LatencyStats]]] = {}
 
 
-def build_run_model(run_dir: Path) -> tuple[torch.nn.Module, tuple[int, int, int]]:
-    """The run's model (untrained) and its input size (C, H, W) from its config and data set."""
-    from archlab.runs.experiment import load_run_config
+def build_run_model(run_dir: Path) -> tuple[torch.nn.Module, tuple[int, ...]]:
+    """The run's model (untrained) and its input size, from the run's own manifest."""
+    from archlab.runs.evaluation import run_architecture
 
-    cfg = load_run_config(run_dir)
-    bundle = _dataset(cfg.data)
-    model = cfg.model.build(num_classes=bundle.num_classes, in_chans=bundle.in_chans)
-    return model, (bundle.in_chans, *bundle.img_size)
-
-
-_BUNDLES: dict[str, object] = {}
-
-
-def _dataset(data_cfg):
-    from archlab.data.pipeline import load_dataset
-
-    key = repr((data_cfg.name, data_cfg.root, data_cfg.options))
-    if key not in _BUNDLES:
-        _BUNDLES[key] = load_dataset(data_cfg)
-    return _BUNDLES[key]
+    model, input_size, _ = run_architecture(run_dir)
+    return model, input_size
 
 
 def measure_model_cost(model: torch.nn.Module, input_size: tuple[int, ...], *,

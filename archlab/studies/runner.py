@@ -172,7 +172,7 @@ def run_study(study: StudyConfig, *, runs_dir: str | Path = "runs", quick: bool 
 def run_trial(payload: dict) -> dict:
     """One trial, in this process or a worker: never raises for a failing run, so one bad
     configuration cannot stop the others. Returns plain data (it crosses processes)."""
-    from archlab.config.loading import build_config
+    from archlab.runs.config import build_config
     from archlab.runs.experiment import run_experiment
 
     key = payload["key"]

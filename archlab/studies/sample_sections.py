@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -42,15 +43,17 @@ def best_trial(results: StudyResults, group: str, metric: str) -> TrialResult | 
 
 
 def sample_predictions(checkpoint: Path, n: int = SAMPLE_COUNT):
-    """(Predictions on the first ``n`` test images, the dataset bundle) of a checkpoint."""
+    """(Predictions on the first ``n`` test images, the checkpoint's data description (classes,
+    mean, std)) of a checkpoint."""
     from archlab.analysis.predictions import collect_predictions
     from archlab.data.pipeline import build_loaders
-    from archlab.runs.evaluation import load_model_from_checkpoint
+    from archlab.runs.evaluation import load_trained_model
 
-    model, cfg, bundle = load_model_from_checkpoint(checkpoint, "cpu")
-    data_cfg = dataclasses.replace(cfg.data, eval_batch_size=n)  # one batch of exactly n
-    loaders = build_loaders(data_cfg, device=torch.device("cpu"), seed=0, bundle=bundle)
-    return collect_predictions(model, loaders.test, max_samples=n), bundle
+    loaded = load_trained_model(checkpoint, "cpu")
+    data_cfg = dataclasses.replace(loaded.cfg.data, eval_batch_size=n)  # one batch of exactly n
+    loaders = build_loaders(data_cfg, device=torch.device("cpu"), seed=0)
+    return (collect_predictions(loaded.model, loaders.test, max_samples=n),
+            SimpleNamespace(**loaded.data))
 
 
 @REPORT_SECTIONS.register("samples")

@@ -37,7 +37,7 @@ import yaml
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
 from archlab.config import config_dataclass
-from archlab.config.loading import ConfigError, format_errors
+from archlab.runs.config import ConfigError, format_errors
 
 Overrides = Union[list[str], dict[str, Any]]
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from archlab.config.loading import ConfigError, config_to_dict, load_config
+from archlab.runs.config import ConfigError, config_to_dict, load_config
 from archlab.studies.spec import StudyConfig, resolve_base
 
 

@@ -110,7 +110,7 @@ def find_lr(task, optimizer: torch.optim.Optimizer, loader: Iterable, *, start_l
             diverge_factor: float = 4.0) -> LRFinderResult:
     """Exponential lr sweep ``start_lr * (end_lr / start_lr) ** (i / (num_steps - 1))``.
 
-    ``task.training_step(batch)["loss"]`` gives each step's loss; the loader is cycled if it
+    ``task.training_step(batch, phase)["loss"]`` (the task's only phase) gives each step's loss; the loader is cycled if it
     has fewer than ``num_steps`` batches. Runs in fp32 with ``optimizer.step(closure)`` (so SAM
     and Lookahead work). ``smooth`` is the EMA factor of the smoothed loss; the sweep stops
     when it exceeds ``diverge_factor`` times its minimum or becomes non-finite.
@@ -137,11 +137,11 @@ def find_lr(task, optimizer: torch.optim.Optimizer, loader: Iterable, *, start_l
             lr = start_lr * (end_lr / start_lr) ** (i / (num_steps - 1))
             for group, mult in zip(optimizer.param_groups, multipliers):
                 group["lr"] = lr * mult
-            batch = next(batches)
+            batch = task.prepare_batch(next(batches))  # once: SAM's closure reuses it
 
             def closure():
                 optimizer.zero_grad(set_to_none=True)
-                loss = task.training_step(batch)["loss"]
+                loss = task.training_step(batch, task.phases[0])["loss"]
                 loss.backward()
                 return loss
 

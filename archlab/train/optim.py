@@ -195,6 +195,14 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig,
     return OPTIMIZERS.get(cfg.name)(groups + list(extra_groups), cfg)
 
 
+def build_phase_optimizers(task, cfg: OptimConfig) -> dict[str, torch.optim.Optimizer]:
+    """One optimizer per phase of ``task``: the phase's module under ``cfg``'s rules plus the
+    task's own groups for that phase. Training and ``lr-find`` both build them here."""
+    return {phase: build_optimizer(task.phase_module(phase), cfg,
+                                   task.param_groups(phase, cfg.lr))
+            for phase in task.phases}
+
+
 def regularization_penalty(model: nn.Module, l1: float = 0.0, l2: float = 0.0,
                            decay_norm_and_bias: bool = False) -> torch.Tensor:
     """``l1 * sum|w| + l2 / 2 * sum w^2`` over the trainable parameters that weight decay

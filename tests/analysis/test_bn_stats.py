@@ -13,7 +13,7 @@ from torch import nn
 
 from archlab.analysis.bn_stats import (BatchNormStats, BatchNormStatsWarning, batchnorm_modules,
                                        check_batchnorm_stats)
-from archlab.config.loading import load_config
+from archlab.runs.config import load_config
 from archlab.runs.experiment import run_experiment
 
 

@@ -14,7 +14,7 @@ from torch import nn
 from archlab.analysis.diagnostic_plots import plot_diagnostics
 from archlab.analysis.diagnostics import DIAGNOSTIC_PARTS
 from archlab.analysis.grad_flow import GradientFlowWarning
-from archlab.config.loading import ConfigError, build_config, config_to_dict, load_config
+from archlab.runs.config import ConfigError, build_config, config_to_dict, load_config
 from archlab.runs.experiment import run_experiment
 from archlab.runs.store import RunStore, read_metrics
 from archlab.train.callbacks import Callback

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from archlab.cli import main
-from archlab.config.loading import load_config
+from archlab.runs.config import load_config
 from archlab.runs.experiment import run_experiment
 from tests.conftest import TINY
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from archlab.cli import main
-from archlab.config.loading import load_config
+from archlab.runs.config import load_config
 from archlab.models import count_flops, create_model
 from archlab.runs.experiment import run_experiment
 from archlab.runs.store import RunStore

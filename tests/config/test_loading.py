@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from archlab.config.loading import ConfigError, build_config, config_to_dict, load_config
+from archlab.runs.config import ConfigError, build_config, config_to_dict, load_config
 
 
 def test_yaml_plus_dotted_overrides(tmp_path):

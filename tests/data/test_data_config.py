@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from archlab.config.loading import ConfigError, load_config
+from archlab.runs.config import ConfigError, load_config
 from archlab.data.pipeline import build_loaders, load_dataset
 
 CPU = torch.device("cpu")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from archlab.config.loading import ConfigError, load_config
+from archlab.runs.config import ConfigError, load_config
 from archlab.data._registry import ArraySplit
 from archlab.data.loader import InMemoryLoader, Normalize
 from archlab.data.pk_sampler import PKBatchSampler

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from archlab.config.loading import ConfigError, load_config
+from archlab.runs.config import ConfigError, load_config
 from archlab.layers.drop import DropConnect, SpatialDropout
 from archlab.models import create_model
 

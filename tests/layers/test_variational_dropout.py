@@ -12,7 +12,7 @@ import torch
 from scipy import integrate, stats
 from torch import nn
 
-from archlab.config.loading import load_config
+from archlab.runs.config import load_config
 from archlab.layers.variational_dropout import (DROPOUT_KINDS, GaussianDropout, VariationalDropout,
                                                 convert_dropout, neg_kl_log_uniform,
                                                 variational_kl)

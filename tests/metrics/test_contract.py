@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 
 from archlab.metrics import METRICS, Metric, build_metric
 from archlab.registry import UnknownNameError
-from archlab.train.distributed import DistInfo
+from archlab.distributed import DistInfo
 
 WORDS = "the cat sat on a mat . dog ran fast , 3.5 it is red".split()
 

@@ -8,9 +8,10 @@ import random
 import pytest
 import yaml
 
-from archlab.config.loading import load_config
+from archlab.runs.config import load_config
 from archlab.models import count_flops, create_model
-from archlab.profiling import compare, comparison_table, load_run_target, pareto_front, plot_pareto
+from archlab.profiling import compare, comparison_table, pareto_front, plot_pareto
+from archlab.runs.evaluation import load_run_target
 from archlab.runs.experiment import run_experiment
 from archlab.runs.store import RunNotFoundError, RunStore
 from tests.conftest import TINY
@@ -59,7 +60,8 @@ def test_runs_are_profiled_with_their_accuracy_and_model(two_runs, tmp_path):
     by_id = load_run_target(results[1].run_id[:17], runs_dir=root)  # a unique prefix
     assert by_id.run_id == results[1].run_id
 
-    reports = compare([results[0].run_id, by_id, "cnn_tiny"], runs_dir=root, batch_sizes=[2],
+    by_name = load_run_target(results[0].run_id, runs_dir=root)
+    reports = compare([by_name, by_id, "cnn_tiny"], batch_sizes=[2],
                       runs=2, warmup=0, memory=False, model_options={"img_size": 8,
                                                                       "in_chans": 1})
     for report, result in zip(reports, results):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from archlab.config.loading import load_config
+from archlab.runs.config import load_config
 from archlab.runs.evaluation import evaluate_checkpoint
 from archlab.runs.experiment import run_experiment
 from archlab.runs.store import RunStore, read_metrics
@@ -46,7 +46,7 @@ def test_same_config_and_seed_give_same_metrics(tiny_overrides, runs_dir):
 
 KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
-    from archlab.config.loading import load_config
+    from archlab.runs.config import load_config
     from archlab.runs.experiment import run_experiment
     from archlab.train.callbacks import Callback
 
@@ -206,7 +206,7 @@ def test_task_metrics_are_reported_and_match_sklearn(tiny_overrides, runs_dir):
 
 
 def test_unknown_metric_is_a_config_error():
-    from archlab.config.loading import ConfigError
+    from archlab.runs.config import ConfigError
 
     with pytest.raises(ConfigError, match="did you mean"):
         load_config(None, ["task.metrics={acuracy: {}}"])
@@ -243,7 +243,7 @@ def test_sam_run_differs_from_its_base_optimizer(tiny_overrides, runs_dir):
 
 
 def test_mix_with_smoothing_in_the_loss_is_rejected():
-    from archlab.config.loading import ConfigError
+    from archlab.runs.config import ConfigError
 
     with pytest.raises(ConfigError, match="set label_smoothing in task.mix"):
         load_config(None, ["task.mix=mixup",

@@ -5,7 +5,8 @@ import sqlite3
 
 import pytest
 
-from archlab.runs.store import RunNotFoundError, RunStore, truncate_metrics, read_metrics
+from archlab.runs.store import RunNotFoundError, RunStore, read_metrics
+from archlab.train.callbacks.metric_logger import truncate_metrics
 
 
 def test_create_update_get_and_sort_by_metric(tmp_path):

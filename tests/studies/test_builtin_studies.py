@@ -20,7 +20,7 @@ import torch
 import yaml
 from scipy import stats as scipy_stats
 
-from archlab.config.loading import load_config
+from archlab.runs.config import load_config
 from archlab.data.pipeline import load_dataset
 from archlab.models._factory import count_flops
 from archlab.runs.store import RunStore

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from archlab.config.loading import ConfigError, load_config
+from archlab.runs.config import ConfigError, load_config
 from archlab.studies import runner
 from archlab.studies.spec import build_study, load_study, study_to_dict
 from archlab.studies.trials import expand_trials
@@ -36,7 +36,7 @@ def test_variants_cross_axes_cross_seeds_with_labels_and_override_order():
     ref = load_config(None, base
                       + ["model.options.act=tanh", "optim.lr=0.1", "train.epochs=2",
                          "train.seed=1", "experiment=grid"])
-    from archlab.config.loading import config_to_dict
+    from archlab.runs.config import config_to_dict
 
     assert t.config == config_to_dict(ref)
     assert t.config["model"]["options"] == {"img_size": 8, "act": "tanh"}

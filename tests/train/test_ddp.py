@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = textwrap.dedent("""
     import sys, torch, torch.distributed as dist
-    from archlab.config.loading import load_config
+    from archlab.runs.config import load_config
     from archlab.runs.experiment import run_experiment
 
     out, overrides = sys.argv[1], sys.argv[2:]

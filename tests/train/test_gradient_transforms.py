@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from archlab.config.loading import ConfigError, load_config
+from archlab.runs.config import ConfigError, load_config
 from archlab.train.gradient_transforms import (adaptive_clip_grad_, add_gradient_noise_,
                                                build_gradient_transforms, gradient_noise_std)
 from archlab.train.trainer import TrainConfig

@@ -9,7 +9,7 @@ from torch import nn
 
 from archlab.train.lr_finder import find_lr, steepest_index, valley_index
 from archlab.train.optim import OptimConfig, build_optimizer
-from archlab.train.task import ClassificationTask, TaskConfig
+from archlab.tasks.classification import ClassificationConfig, ClassificationTask
 
 
 def setup(name="sgd", lr=0.05):
@@ -19,8 +19,8 @@ def setup(name="sgd", lr=0.05):
     centers = torch.randn(3, 6) * 2
     y = torch.arange(96) % 3
     x = centers[y] + torch.randn(96, 6)
-    loader = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 96, 16)]
-    task = ClassificationTask(model, TaskConfig())
+    loader = [{"x": x[i:i + 16], "y": y[i:i + 16]} for i in range(0, 96, 16)]
+    task = ClassificationTask(model, ClassificationConfig())
     opt = build_optimizer(model, OptimConfig(name=name, lr=lr, lr_multipliers={"4": 0.5}))
     # one real step first, so the optimizer has state (momentum buffers) to be restored
     opt.step(lambda: task.training_step(loader[0])["loss"].backward())

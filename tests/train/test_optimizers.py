@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from archlab.config.loading import ConfigError, load_config
+from archlab.runs.config import ConfigError, load_config
 from archlab.train.optim import (OPTIMIZERS, OptimConfig, build_optimizer, param_groups,
                                  regularization_penalty)
 from archlab.train.optimizers import SAM, Lion, Lookahead, frozen_norm_stats

@@ -12,7 +12,7 @@ from archlab.train.callbacks import Callback
 from archlab.train.optimizers import SAM
 from archlab.train.precision import resolve_precision
 from archlab.train.schedules import ScheduleConfig, build_schedule
-from archlab.train.task import ClassificationTask, TaskConfig
+from archlab.tasks.classification import ClassificationConfig, ClassificationTask
 from archlab.train.trainer import TrainConfig, Trainer
 from tests.train.test_trainer_math import ListLoader
 
@@ -33,7 +33,7 @@ def data(n=64):
 
 
 def fp16_sam_trainer(model, batches, init_scale=2.0 ** 16):
-    task = ClassificationTask(model, TaskConfig())
+    task = ClassificationTask(model, ClassificationConfig())
     opt = SAM(torch.optim.SGD(model.parameters(), lr=LR), rho=RHO)
     sched = build_schedule(opt, ScheduleConfig(name="constant"), epochs=1,
                            steps_per_epoch=len(batches))
@@ -97,7 +97,7 @@ class StopAfterFirstEpoch(Callback):
 def test_cuda_run_with_ema_and_center_loss_resumes_on_the_gpu(tiny_overrides, tmp_path):
     """Checkpoints load on the CPU; every piece of state (EMA shadow, centers, optimizer) must
     land back on the GPU when the run resumes there."""
-    from archlab.config.loading import load_config
+    from archlab.runs.config import load_config
     from archlab.runs.experiment import run_experiment
 
     overrides = [o for o in tiny_overrides if not o.startswith("train.device")] + [

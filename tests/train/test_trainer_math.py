@@ -8,7 +8,7 @@ from torch import nn
 from archlab.train.callbacks import EMA
 from archlab.train.precision import Precision
 from archlab.train.schedules import ScheduleConfig, build_schedule
-from archlab.train.task import ClassificationTask, TaskConfig
+from archlab.tasks.classification import ClassificationConfig, ClassificationTask
 from archlab.train.trainer import TrainConfig, Trainer
 
 
@@ -23,7 +23,7 @@ class ListLoader:
         return len(self.batches)
 
     def __iter__(self):
-        return iter(self.batches)
+        return ({"x": x, "y": y} for x, y in self.batches)
 
 
 def mlp():
@@ -32,7 +32,7 @@ def mlp():
 
 
 def make_trainer(model, batches, accumulate=1, callbacks=(), lr=0.1, **train_options):
-    task = ClassificationTask(model, TaskConfig())
+    task = ClassificationTask(model, ClassificationConfig())
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     steps = len(batches) // accumulate
     sched = build_schedule(opt, ScheduleConfig(name="constant"), epochs=1, steps_per_epoch=steps)
@@ -109,7 +109,7 @@ def test_sam_second_pass_reuses_the_mixed_batch():
     states = {}
     for name in ("sgd", "sam"):
         model = mlp()
-        task = ClassificationTask(model, TaskConfig(mix={"name": "mixup", "mixup_alpha": 0.4}))
+        task = ClassificationTask(model, ClassificationConfig(mix={"name": "mixup", "mixup_alpha": 0.4}))
         model.num_classes = 3
         opt = build_optimizer(model, OptimConfig(name=name, base="sgd", lr=0.1))
         sched = build_schedule(opt, ScheduleConfig(name="constant"), epochs=1, steps_per_epoch=4)

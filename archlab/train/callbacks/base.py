@@ -8,7 +8,8 @@ Callbacks with state implement ``state_dict`` / ``load_state_dict``; it goes int
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import contextlib
+from typing import TYPE_CHECKING, Any, ContextManager
 
 if TYPE_CHECKING:
     from archlab.train.trainer import Trainer
@@ -33,6 +34,15 @@ class Callback:
     def on_validation_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None: ...
 
     def on_fit_end(self, trainer: "Trainer") -> None: ...
+
+    def evaluation_weights(self, trainer: "Trainer") -> ContextManager:
+        """Context in which the model holds the weights to evaluate (EMA swaps its average in)."""
+        return contextlib.nullcontext()
+
+    def evaluation_state(self) -> tuple[str, dict] | None:
+        """(name, state_dict) of the weights evaluation uses when they are not the model's own
+        (EMA: ("ema", its average)); recorded in checkpoints so tools load what was scored."""
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         return {}

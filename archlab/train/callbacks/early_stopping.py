@@ -3,7 +3,7 @@ optionally put the best weights back at the end."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Optional
 
 import torch
 from pydantic import Field
@@ -15,11 +15,28 @@ from archlab.train.callbacks.base import Callback
 @config_dataclass
 class EarlyStoppingConfig:
     enabled: bool = False
-    monitor: str = "val.acc"
-    mode: Literal["max", "min"] = "max"
+    monitor: Optional[str] = None
+    """Metric to watch; None: the task's headline metric (val.acc for classifiers, val.loss
+    for language models)."""
+    mode: Optional[Literal["max", "min"]] = None
+    """None: "min" for losses, bits per character and perplexity, else "max"."""
     patience: Annotated[int, Field(ge=1)] = 5
     min_delta: Annotated[float, Field(ge=0.0)] = 0.0
     restore_best: bool = True
+
+
+LOWER_IS_BETTER = ("loss", "bpc", "ppl", "nll")
+
+
+def resolve_monitor(monitor: str | None, mode: str | None,
+                    default: tuple[str, str]) -> tuple[str, str]:
+    """(metric, mode) to watch: ``default`` (the task's) when no metric is named; a named metric
+    without a mode goes down when it is a loss, bits/char or perplexity, up otherwise."""
+    if monitor is None:
+        return default if mode is None else (default[0], mode)
+    if mode is None:
+        mode = "min" if monitor.rsplit(".", 1)[-1] in LOWER_IS_BETTER else "max"
+    return monitor, mode
 
 
 def improved(value: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:

@@ -63,6 +63,9 @@ class EMA(Callback):
         finally:
             trainer.model.load_state_dict(raw)
 
+    def evaluation_state(self) -> tuple[str, dict] | None:
+        return ("ema", self.shadow) if self.shadow else None
+
     def set_average(self, weights: dict[str, torch.Tensor]) -> None:
         self.shadow = {k: v.detach().clone() for k, v in weights.items()}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from archlab.train.callbacks.base import Callback
@@ -45,3 +46,23 @@ class MetricLogger(Callback):
     def on_fit_end(self, trainer) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def truncate_metrics(run_dir: str | Path, max_step: int, filename: str = "metrics.jsonl") -> None:
+    """Drop records of ``filename`` logged after ``max_step`` (a resumed run re-logs them),
+    atomically."""
+    path = Path(run_dir) / filename
+    if not path.exists():
+        return
+    kept = []
+    with path.open() as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a line torn by the kill
+                continue
+            if record.get("step", 0) <= max_step:
+                kept.append(line if line.endswith("\n") else line + "\n")
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)

@@ -4,6 +4,7 @@ classify by the nearest class centroid.
     task:
       name: metric_learning
       loss: {name: triplet_batch_hard, options: {margin: 0.2}}
+      ce_weight: 0.2
     data: {pk_sampler: {classes_per_batch: 8, samples_per_class: 8}}
 
 The embedding is the model's penultimate feature (the input of ``get_classifier()``, caught by a
@@ -26,7 +27,7 @@ itself. The losses it feeds:
   the loss, only by the centroids.
 
 With ``data.views: 2`` and another loss, the second view joins the batch as more samples of the
-same classes. ``task.metric_learning.ce_weight`` adds cross-entropy on the model's own logits.
+same classes. ``task.ce_weight`` adds cross-entropy on the model's own logits.
 
 Prediction (``predict``, hence accuracy, top-k, confusion matrices, ``archlab eval`` and
 ``runs compare``): the cosine similarity of the embedding to each class centroid, a (B, K) score.
@@ -39,19 +40,59 @@ weights while evaluation uses the averaged ones; SAM's second pass updates them 
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import field
+from typing import Annotated, Any, ClassVar, Literal, Optional
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from pydantic import Field, field_validator
 from torch import nn
 
-from archlab.train.task import TASKS, MetricLearningConfig, TaskConfig, unwrap
+from archlab.config import config_dataclass
+from archlab.losses.config import LossConfig
+from archlab.metrics.accuracy import Accuracy
+from archlab.metrics.base import Metric
+from archlab.metrics.mean import MeanMetric
+from archlab.tasks.base import TASKS, Batch, Task, unwrap
+from archlab.tasks.classification import (build_score_metrics, check_loss_inputs,
+                                          check_score_metrics, flip_averaged_scores,
+                                          penultimate_hook)
 
 PAIR_INPUTS = ("embeddings", "target")
 PAIRWISE_INPUTS = ("x1", "x2", "same")
 TRIPLET_INPUTS = ("anchor", "positive", "negative")
 VIEW_INPUTS = ("z1", "z2")
+
+
+@config_dataclass
+class MetricLearningConfig:
+    name: Literal["metric_learning"] = "metric_learning"
+    loss: LossConfig = field(default_factory=lambda: LossConfig(name="triplet_batch_hard"))
+    """The embedding loss: triplet_batch_hard, triplet, contrastive or nt_xent."""
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Extra evaluation metrics on the centroid scores (as for classification)."""
+    ce_weight: Annotated[float, Field(ge=0.0)] = 0.0
+    """Weight of a joint cross-entropy on the model's logits (0: the metric loss alone)."""
+    projection_dim: Optional[Annotated[int, Field(gt=0)]] = None
+    """Output size of a SimCLR projection head (Linear-ReLU-Linear) between the embedding and
+    the loss (Chen et al. 2020 use 128); None feeds the loss the embedding itself."""
+    centroid_momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
+    """EMA momentum of the per-class embedding centroids that predictions score against."""
+    tta_flip: bool = False
+    """Evaluate on the mean of each image's and its mirror's softmaxed centroid scores."""
+
+    DATA_KIND: ClassVar[str] = "images"
+    DATA_VIEWS: ClassVar[tuple[int, ...]] = (1, 2)
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return check_score_metrics(metrics)
+
+    def __post_init__(self) -> None:
+        check_loss_inputs(self.name, self.loss,
+                          (PAIR_INPUTS, PAIRWISE_INPUTS, TRIPLET_INPUTS, VIEW_INPUTS))
 
 
 def sample_triplets(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -106,52 +147,23 @@ def projection_head(in_features: int, out_features: int) -> nn.Sequential:
                          nn.Linear(in_features, out_features))
 
 
-@TASKS.register("metric_learning")
-class MetricLearningTask:
+@TASKS.register("metric_learning", config=MetricLearningConfig)
+class MetricLearningTask(Task):
     """An embedding loss on the penultimate features; class scores from centroid similarity."""
 
-    loss_inputs = (PAIR_INPUTS, PAIRWISE_INPUTS, TRIPLET_INPUTS, VIEW_INPUTS)
-
-    @staticmethod
-    def check_config(cfg: TaskConfig) -> None:
-        """Called by TaskConfig: the rules that involve more than one of its fields."""
-        if cfg.mix is not None:
-            raise ValueError("task.mix cannot be used with task.name=metric_learning: mixed "
-                             "images have soft targets, and pairs/triplets need each image's "
-                             "class")
-        if cfg.center_loss is not None:
-            raise ValueError("task.center_loss is for task.name=classification; metric learning "
-                             "keeps its own class centroids")
+    output_kind = "cosine similarities to class centroids"
 
     @classmethod
-    def for_evaluation(cls, model: nn.Module, cfg: TaskConfig,
-                       state: dict[str, Any]) -> "MetricLearningTask":
-        """The task that scores a trained model: centroids restored from a checkpoint's task
-        state (``checkpoint["trainer"]["task"]``)."""
-        if "centroids" not in state:
-            raise ValueError("the checkpoint holds no metric-learning class centroids, so its "
-                             "embeddings cannot be turned into class scores; it was not saved "
-                             "by a task.name=metric_learning run")
-        task = cls(model, cfg)
-        task.load_state_dict(state)
-        return task
+    def inference_model(cls, model: nn.Module, state: dict[str, Any]) -> nn.Module:
+        """The model with its Linear head replaced by the run's centroid scores."""
+        return with_centroid_head(model, state)
 
-    def __init__(self, model: nn.Module, cfg: TaskConfig) -> None:
-        self.model, self.cfg = model, cfg
-        self.options = cfg.metric_learning or MetricLearningConfig()
+    def __init__(self, model: nn.Module, cfg: MetricLearningConfig) -> None:
+        super().__init__(model, cfg)
+        self.options = cfg
         self.criterion = cfg.loss.build()
         self.inputs = cfg.loss.inputs()
-        inner = unwrap(model)
-        head = inner.get_classifier() if hasattr(inner, "get_classifier") else None
-        if not isinstance(head, nn.Linear):
-            raise ValueError(f"task.name=metric_learning needs a model whose get_classifier() is "
-                             f"a Linear layer (its input is the embedding and its size the number "
-                             f"of classes); {type(inner).__name__} has {type(head).__name__}")
-        self._features: torch.Tensor | None = None
-
-        def keep_features(module, args):
-            self._features = args[0]
-        head.register_forward_pre_hook(keep_features)
+        head, self._features = penultimate_hook(unwrap(model), "task.name=metric_learning")
         self.num_classes, dim, device = head.out_features, head.in_features, head.weight.device
         self.projection = None
         if self.options.projection_dim is not None:
@@ -160,13 +172,11 @@ class MetricLearningTask:
         self.centroid_seen = torch.zeros(self.num_classes, dtype=torch.bool, device=device)
 
     # ------------------------------------------------------------------ optimizer / state
-    def extra_parameters(self) -> list[nn.Parameter]:
-        """Trainable tensors outside the model: the projection head's."""
-        return [] if self.projection is None else list(self.projection.parameters())
-
-    def param_groups(self, lr: float) -> list[dict]:
-        """Optimizer group for :meth:`extra_parameters` (base lr, the optimizer's decay)."""
-        return [] if self.projection is None else [{"params": self.extra_parameters(), "lr": lr}]
+    def param_groups(self, phase: str, lr: float) -> list[dict]:
+        """The projection head's parameters (base lr, the optimizer's decay)."""
+        if self.projection is None:
+            return []
+        return [{"params": list(self.projection.parameters()), "lr": lr}]
 
     def state_dict(self) -> dict[str, Any]:
         state = {"centroids": self.centroids.clone(), "centroid_seen": self.centroid_seen.clone()}
@@ -184,9 +194,9 @@ class MetricLearningTask:
     # ------------------------------------------------------------------ embeddings
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits (B, K), penultimate features (B, D)) from one call of the whole model."""
-        self._features = None
+        self._features[0] = None
         out = self.model(x)
-        features, self._features = self._features, None
+        features, self._features[0] = self._features[0], None
         if features is None:
             raise RuntimeError(f"{type(unwrap(self.model)).__name__}'s forward did not call its "
                                f"get_classifier() module, so there is no embedding to read")
@@ -233,14 +243,15 @@ class MetricLearningTask:
         half = len(target) // 2
         return self.criterion(embeddings[:half], embeddings[half:])
 
-    def training_step(self, batch: tuple) -> dict[str, torch.Tensor]:
-        x, y, *second_view = batch
-        if self.inputs == VIEW_INPUTS and not second_view:
+    def training_step(self, batch: Batch, phase: str = "main") -> dict[str, torch.Tensor]:
+        x, y = batch["x"], batch["y"]
+        second_view = batch.get("x_view2")
+        if self.inputs == VIEW_INPUTS and second_view is None:
             raise ValueError("loss nt_xent needs two augmented views of each image: set "
                              "data.views=2 (with data.augment)")
-        if second_view:  # (B, ...) x2 -> (2B, ...): one forward, BN sees both views
-            x = torch.cat([x, second_view[0]])
-        target = y.repeat(len(second_view) + 1)
+        if second_view is not None:  # (B, ...) x2 -> (2B, ...): one forward, BN sees both views
+            x = torch.cat([x, second_view])
+        target = y.repeat(1 if second_view is None else 2)
         logits, features = self.forward(x)
         embeddings = F.normalize(features, dim=1)
         projected = embeddings if self.projection is None else F.normalize(
@@ -255,10 +266,25 @@ class MetricLearningTask:
         z = embeddings.detach()
         scores = self.scores(z[:len(y)])  # before this batch's update, like train accuracy
         self.update_centroids(z, target)
-        result.update(loss=loss, logits=scores, target=y)
+        result.update(loss=loss, acc=(scores.argmax(-1) == y).float().mean())
         return result
 
+    # ------------------------------------------------------------------ evaluation
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Class scores (B, K): cosine similarity to the training centroids."""
         _, features = self.forward(x)
         return self.scores(F.normalize(features, dim=1))
+
+    def evaluation_metrics(self) -> dict[str, Metric]:
+        return {"loss": MeanMetric("loss"), "acc": Accuracy(),
+                **build_score_metrics(self.cfg.metrics, self.num_classes)}
+
+    def validation_step(self, batch: Batch, metrics: dict[str, Metric]) -> None:
+        """The scores' cross-entropy is reported as ``loss`` only for a uniform record: cosine
+        similarities are no logits, so compare it only between metric-learning runs."""
+        scores = (flip_averaged_scores(self.predict, batch["x"]) if self.cfg.tta_flip
+                  else self.predict(batch["x"]).float())
+        metrics["loss"].update(F.cross_entropy(scores, batch["y"], reduction="none"))
+        for name, metric in metrics.items():
+            if name != "loss":
+                metric.update(scores, batch["y"])
