@@ -19,6 +19,7 @@ from archlab.models.config import build_model
 from archlab.runs.config import ExperimentConfig, build_config
 from archlab.tasks import TASKS, build_task
 from archlab.train.checkpoint_io import CheckpointError, load_checkpoint
+from archlab.train.device import has_conv
 from archlab.train.evaluate import evaluate
 from archlab.train.precision import resolve_precision
 
@@ -153,8 +154,13 @@ def evaluate_checkpoint(path: str | Path, *, split: str = "test", tta_flip: bool
                              f"augmentation (it is for image classification)")
         task_cfg = dataclasses.replace(task_cfg, tta_flip=tta_flip)
     model = restore_model(checkpoint, device)
+    # The run's memory layout too, so the kernels and the numbers are the run's own.
+    channels_last = has_conv(model) if cfg.train.channels_last is None else cfg.train.channels_last
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     task = build_task(model, task_cfg)
     task.load_state_dict(checkpoint.get("trainer", {}).get("task", {}))
-    loaders = build_loaders(cfg.data, device=torch.device(device), seed=cfg.train.seed)
+    loaders = build_loaders(cfg.data, device=torch.device(device), seed=cfg.train.seed,
+                            channels_last=channels_last)
     loader = loaders.test if split == "test" else loaders.val
     return evaluate(task, loader, resolve_precision("fp32", torch.device(device)), prefix=split)

@@ -136,7 +136,7 @@ def with_centroid_head(model: nn.Module, state: dict[str, Any]) -> nn.Module:
         if module is head:
             parent, _, attr = name.rpartition(".")
             setattr(model.get_submodule(parent) if parent else model, attr,
-                    CentroidHead(state["centroids"]).to(head.weight.device))
+                    CentroidHead(state["centroids"]).to(next(head.parameters()).device))
             return model
     raise ValueError(f"{type(model).__name__}.get_classifier() is not one of its submodules")
 

@@ -10,14 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from archlab.config.loading import ConfigError, load_config
-from archlab.runs.evaluation import load_model_from_checkpoint
-from archlab.runs.experiment import build_model_and_data, run_experiment
+from archlab.runs.config import ConfigError, load_config
+from archlab.runs.evaluation import evaluation_state_dict, load_trained_model, run_checkpoint
+from archlab.runs.experiment import build_model_and_data, build_training_task, run_experiment
+from archlab.tasks import RunReference, build_task
 from archlab.train.callbacks import Callback
 from archlab.train.checkpoint_io import load_checkpoint
-from archlab.train.distillation_task import teacher_checkpoint
-from archlab.train.optim import build_optimizer
-from archlab.train.task import TeacherConfig, build_task
+from archlab.train.optim import build_phase_optimizers
 from tests.conftest import TINY
 
 CPU = torch.device("cpu")
@@ -26,20 +25,32 @@ CENTER = [f"task.center_loss={{weight: {WEIGHT}, lr_multiplier: {MULT}}}"]
 
 
 def _batch(loaders):
-    x, y = next(iter(loaders.train))
-    return x, y
+    batch = next(iter(loaders.train))
+    return batch["x"], batch["y"]
+
+
+def _optimizer(task, cfg):
+    """The optimizer training builds for the task's one phase ("main")."""
+    optimizers = build_phase_optimizers(task, cfg.optim)
+    assert list(optimizers) == ["main"]
+    return optimizers["main"]
+
+
+def _teacher_checkpoint(ref: RunReference):
+    """The checkpoint file run_experiment loads a distillation teacher from."""
+    return run_checkpoint(ref.run, ref.checkpoint, what="task.teacher.run")
 
 
 # ------------------------------------------------------------------------- center loss
 def test_center_loss_training_step_matches_ce_plus_lambda_half_mean_squared_distance(
         tiny_overrides):
     cfg = load_config(None, tiny_overrides + CENTER)
-    model, loaders, _ = build_model_and_data(cfg, CPU)
+    model, loaders, _, _ = build_model_and_data(cfg, CPU)
     task = build_task(model, cfg.task)
     x, y = _batch(loaders)
     model.train()  # no dropout in cnn_tiny; BN uses batch statistics in both forwards
-    out = task.training_step((x, y))
-    assert set(out) >= {"loss", "logits", "target", "center_loss"}
+    out = task.training_step({"x": x, "y": y}, "main")
+    assert set(out) >= {"loss", "acc", "center_loss"}
 
     features = model.forward_head(model.forward_features(x), pre_logits=True)  # (B, 64)
     logits = model.fc(features)
@@ -48,7 +59,9 @@ def test_center_loss_training_step_matches_ce_plus_lambda_half_mean_squared_dist
     # Wen et al. 2016 eq. 2 as CenterLoss defines it: 0.5 * mean_i ||f_i - c_{y_i}||²
     l_c = 0.5 * ((features - centers[y]) ** 2).sum(dim=1).mean()
     expected = F.cross_entropy(logits, y) + WEIGHT * l_c
-    assert torch.allclose(out["logits"], logits, atol=1e-5)
+    # the task's class scores are these logits, and its accuracy is theirs on the batch's labels
+    assert torch.allclose(task.predict(x), logits, atol=1e-5)
+    assert out["acc"].item() == pytest.approx((logits.argmax(1) == y).float().mean().item())
     assert out["center_loss"].item() == pytest.approx(l_c.item(), rel=1e-5)
     assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
 
@@ -69,11 +82,11 @@ def test_center_loss_training_step_matches_ce_plus_lambda_half_mean_squared_dist
 
 def test_center_loss_works_with_drop_connect_on_the_classifier(tiny_overrides):
     cfg = load_config(None, tiny_overrides + CENTER + ["model.drop_connect=0.3"])
-    model, loaders, _ = build_model_and_data(cfg, CPU)
+    model, loaders, _, _ = build_model_and_data(cfg, CPU)
     task = build_task(model, cfg.task)
     x, y = _batch(loaders)
     model.train()
-    out = task.training_step((x, y))
+    out = task.training_step({"x": x, "y": y}, "main")
     features = model.forward_head(model.forward_features(x), pre_logits=True)
     l_c = 0.5 * ((features - task.center.centers.detach()[y]) ** 2).sum(dim=1).mean()
     assert out["center_loss"].item() == pytest.approx(l_c.item(), rel=1e-5)
@@ -90,7 +103,7 @@ def test_center_group_has_scaled_lr_and_no_weight_decay(tiny_overrides, name):
     cfg = load_config(None, tiny_overrides + CENTER + [f"optim.name={name}"])
     model = cfg.model.build(num_classes=10, in_chans=1)
     task = build_task(model, cfg.task)
-    optimizer = build_optimizer(model, cfg.optim, task.param_groups(cfg.optim.lr))
+    optimizer = _optimizer(task, cfg)
     group = _center_group(optimizer, task.center.centers)
     assert group["lr"] == pytest.approx(cfg.optim.lr * MULT)
     assert group["weight_decay"] == 0.0
@@ -100,10 +113,12 @@ def test_center_group_has_scaled_lr_and_no_weight_decay(tiny_overrides, name):
 
 def test_centers_step_as_sgd_with_their_group_settings(tiny_overrides):
     cfg = load_config(None, tiny_overrides + CENTER)
-    model, loaders, _ = build_model_and_data(cfg, CPU)
+    model, loaders, _, _ = build_model_and_data(cfg, CPU)
     task = build_task(model, cfg.task)
-    optimizer = build_optimizer(model, cfg.optim, task.param_groups(cfg.optim.lr))
-    assert list(task.extra_parameters()) == [task.center.centers]
+    optimizer = _optimizer(task, cfg)
+    # the centers are the task's only tensors outside the model
+    extra = [p for g in task.param_groups("main", cfg.optim.lr) for p in g["params"]]
+    assert len(extra) == 1 and extra[0] is task.center.centers
 
     # one step moves the centers as torch's SGD does with lr × multiplier and no decay
     reference = task.center.centers.detach().clone().requires_grad_(True)
@@ -111,7 +126,7 @@ def test_centers_step_as_sgd_with_their_group_settings(tiny_overrides):
                               nesterov=cfg.optim.nesterov, weight_decay=0.0)
     x, y = _batch(loaders)
     model.train()
-    task.training_step((x, y))["loss"].backward()
+    task.training_step({"x": x, "y": y}, "main")["loss"].backward()
     reference.grad = task.center.centers.grad.clone()
     before = task.center.centers.detach().clone()
     optimizer.step()
@@ -169,8 +184,8 @@ def test_run_trains_checkpoints_and_resumes_the_centers_exactly(tiny_overrides, 
 # ------------------------------------------------------------------------- config errors
 @pytest.mark.parametrize("overrides,match", [
     (CENTER + ["task.mix=mixup"], "task.mix"),
-    (["task.name=distillation", "task.loss.name=distillation"], "task.teacher is required"),
-    (["task.teacher={run: runs/x}"], "task.teacher is required by, and only used by"),
+    (["task.name=distillation", "task.loss.name=distillation"], "task.teacher: Field required"),
+    (["task.teacher={run: runs/x}"], "task.teacher: unknown key"),  # classification has none
 ], ids=["center+mix", "distillation-without-teacher", "teacher-without-distillation"])
 def test_task_config_errors(overrides, match):
     with pytest.raises(ConfigError, match=match):
@@ -185,8 +200,10 @@ def test_loss_that_does_not_fit_the_task_lists_the_fitting_ones():
     fitting = message.split("losses for this task:")[1]
     assert "cross_entropy" in fitting and "focal" in fitting
     assert "nt_xent" not in fitting and "distillation" not in fitting
-    with pytest.raises(ConfigError, match="losses for this task: distillation"):
-        load_config(None, ["task.name=distillation", "task.teacher={run: runs/x}"])
+    # (distillation's default loss is now the distillation loss: ask for one that does not fit)
+    with pytest.raises(ConfigError, match="losses for this task: distillation$"):
+        load_config(None, ["task.name=distillation", "task.teacher={run: runs/x}",
+                           "task.loss.name=cross_entropy"])
 
 
 # ------------------------------------------------------------------------- distillation
@@ -210,14 +227,15 @@ def _student_cfg(tiny_overrides, teacher_dir, *extra):
 
 def test_distillation_step_matches_hinton_kd_formula(tiny_overrides, teacher_run):
     cfg = _student_cfg(tiny_overrides, teacher_run)
-    model, loaders, _ = build_model_and_data(cfg, CPU)
-    task = build_task(model, cfg.task)
-    assert teacher_checkpoint(cfg.task.teacher) == teacher_run / "checkpoints" / "best.ckpt"
-    teacher, _, _ = load_model_from_checkpoint(teacher_run / "checkpoints" / "best.ckpt", CPU)
+    model, loaders, _, _ = build_model_and_data(cfg, CPU)
+    task = build_training_task(cfg, model, CPU)  # loads the teacher as run_experiment does
+    assert _teacher_checkpoint(cfg.task.teacher) == teacher_run / "checkpoints" / "best.ckpt"
+    teacher = load_trained_model(teacher_run / "checkpoints" / "best.ckpt", CPU).model
     x, y = _batch(loaders)
     model.train()
-    out = task.training_step((x, y))
-    student = out["logits"]
+    out = task.training_step({"x": x, "y": y}, "main")
+    student = model(x)  # no dropout in cnn_tiny; BN uses batch statistics in both forwards
+    assert out["acc"].item() == pytest.approx((student.argmax(1) == y).float().mean().item())
     with torch.no_grad():
         t_logits = teacher(x)
     # Hinton et al. 2015: α T² KL(softmax(t/T) || softmax(s/T)) + (1 - α) CE(s, y)
@@ -232,12 +250,12 @@ def test_distillation_step_matches_hinton_kd_formula(tiny_overrides, teacher_run
 
 def test_distillation_with_center_loss_adds_the_student_center_term(tiny_overrides, teacher_run):
     cfg = _student_cfg(tiny_overrides, teacher_run, *CENTER)
-    model, loaders, _ = build_model_and_data(cfg, CPU)
-    task = build_task(model, cfg.task)
-    teacher, _, _ = load_model_from_checkpoint(teacher_run / "checkpoints" / "best.ckpt", CPU)
+    model, loaders, _, _ = build_model_and_data(cfg, CPU)
+    task = build_training_task(cfg, model, CPU)
+    teacher = load_trained_model(teacher_run / "checkpoints" / "best.ckpt", CPU).model
     x, y = _batch(loaders)
     model.train()
-    out = task.training_step((x, y))
+    out = task.training_step({"x": x, "y": y}, "main")
     features = model.forward_head(model.forward_features(x), pre_logits=True)
     student = model.fc(features)
     with torch.no_grad():
@@ -252,7 +270,10 @@ def test_distillation_with_center_loss_adds_the_student_center_term(tiny_overrid
 
 def test_student_training_leaves_the_teacher_unchanged(tiny_overrides, teacher_run, runs_dir):
     ckpt = teacher_run / "checkpoints" / "best.ckpt"
-    on_disk = load_checkpoint(ckpt)["model"]
+    teacher_checkpoint = load_checkpoint(ckpt)
+    on_disk = evaluation_state_dict(teacher_checkpoint)  # the weights the teacher is loaded with
+    assert teacher_checkpoint["weights"] == "raw"  # no EMA: they are the raw weights
+    assert all(torch.equal(on_disk[k], teacher_checkpoint["model"][k]) for k in on_disk)
     capture = Capture()
     cfg = _student_cfg(tiny_overrides, teacher_run, "train.epochs=1")
     result = run_experiment(cfg, runs_dir=runs_dir, callbacks=[capture])
@@ -273,19 +294,19 @@ def test_student_training_leaves_the_teacher_unchanged(tiny_overrides, teacher_r
 def test_missing_teacher_run_names_the_path(tiny_overrides, tmp_path):
     missing = tmp_path / "no_such_run"
     with pytest.raises(FileNotFoundError, match=str(missing)):
-        teacher_checkpoint(TeacherConfig(run=str(missing)))
+        _teacher_checkpoint(RunReference(run=str(missing)))
     cfg = _student_cfg(tiny_overrides, missing)
     model = cfg.model.build(num_classes=10, in_chans=1)
     with pytest.raises(FileNotFoundError, match=str(missing)):
-        build_task(model, cfg.task)
+        build_training_task(cfg, model, CPU)  # what run_experiment builds the task with
     empty = tmp_path / "run_without_checkpoints"
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match="callbacks.checkpoint.enabled"):
-        teacher_checkpoint(TeacherConfig(run=str(empty)))
+        _teacher_checkpoint(RunReference(run=str(empty)))
 
 
 def test_teacher_with_other_classes_is_rejected(tiny_overrides, teacher_run):
     cfg = _student_cfg(tiny_overrides, teacher_run)
     model = cfg.model.build(num_classes=5, in_chans=1)
     with pytest.raises(ValueError, match="teacher predicts 10 classes but the student 5"):
-        build_task(model, cfg.task)
+        build_training_task(cfg, model, CPU)

@@ -12,21 +12,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archlab.config.loading import ConfigError, load_config
+from archlab.runs.config import ConfigError, load_config
 from archlab.data._registry import ArraySplit
 from archlab.data.augment import HorizontalFlip
 from archlab.data.loader import InMemoryLoader, Normalize
 from archlab.losses import LOSSES
+from archlab.losses.config import LossConfig
 from archlab.models import create_model
 from archlab.data.pipeline import build_loaders
-from archlab.runs.evaluation import evaluate_checkpoint, load_model_from_checkpoint
-from archlab.runs.experiment import run_experiment
+from archlab.runs.evaluation import evaluate_checkpoint, load_trained_model
+from archlab.runs.experiment import build_training_task, run_experiment
 from archlab.runs.store import RunStore
+from archlab.tasks import build_task
+from archlab.tasks.metric_learning import (CentroidHead, MetricLearningConfig,
+                                           MetricLearningTask, sample_triplets)
 from archlab.train.callbacks.base import Callback
 from archlab.train.checkpoint_io import load_checkpoint, save_checkpoint
-from archlab.train.metric_learning_task import MetricLearningTask, sample_triplets
-from archlab.train.distillation_task import load_teacher
-from archlab.train.task import TaskConfig, TeacherConfig, build_task
 
 
 def tiny_model(seed: int = 0):
@@ -45,23 +46,26 @@ def embeddings(model, x):
 
 
 def make_task(model, loss: dict, **options):
-    cfg = TaskConfig(name="metric_learning", loss=loss, metric_learning=options or None)
+    cfg = MetricLearningConfig(loss=LossConfig(**loss), **options)
     return build_task(model, cfg)
 
 
 def test_triplet_batch_hard_sees_the_models_normalized_embeddings():
     model, (x, y) = tiny_model(), batch()
     task = make_task(model, {"name": "triplet_batch_hard", "options": {"margin": 0.3}})
-    out = task.training_step((x, y))
+    out = task.training_step({"x": x, "y": y}, "main")
     reference = LOSSES.get("triplet_batch_hard")(margin=0.3)(embeddings(model, x), y)
     torch.testing.assert_close(out["loss"], reference)
-    assert out["logits"].shape == (12, 4) and torch.equal(out["target"], y)
+    # train accuracy scores the batch's own labels before this batch updates the centroids:
+    # all centroids are still zero, every score ties and argmax picks class 0 (3 of 12 labels)
+    assert out["acc"].ndim == 0 and out["acc"].item() == pytest.approx(3 / 12)
+    assert task.predict(x).shape == (12, 4)
 
 
 def test_contrastive_gets_every_pair_of_the_batch_once():
     model, (x, y) = tiny_model(), batch(8)
     task = make_task(model, {"name": "contrastive", "options": {"margin": 0.5}})
-    out = task.training_step((x, y))
+    out = task.training_step({"x": x, "y": y}, "main")
     z = embeddings(model, x)
     pairs = [(i, j) for i in range(8) for j in range(i + 1, 8)]  # 28 pairs, i < j
     i, j = torch.tensor(pairs).T
@@ -92,7 +96,7 @@ def test_triplet_gets_the_sampled_triplets_of_the_batch():
     model, (x, y) = tiny_model(), batch()
     task = make_task(model, {"name": "triplet", "options": {"margin": 0.3}})
     torch.manual_seed(7)
-    out = task.training_step((x, y))
+    out = task.training_step({"x": x, "y": y}, "main")
     torch.manual_seed(7)  # the same draw: the model's forward uses no randomness
     a, p, n = sample_triplets(y)
     z = embeddings(model, x)
@@ -107,21 +111,25 @@ def test_nt_xent_pairs_the_two_views_of_each_image_through_the_projection_head()
     view2 = x.flip(-1)
     task = make_task(model, {"name": "nt_xent", "options": {"temperature": 0.5}},
                      projection_dim=16)
-    out = task.training_step((x, y, view2))
+    out = task.training_step({"x": x, "y": y, "x_view2": view2}, "main")
     # One forward over both views (BN sees 2B images), then the projection head g(.).
     features = model.forward_head(model.forward_features(torch.cat([x, view2])), pre_logits=True)
     z = F.normalize(task.projection(features), dim=1)
     reference = LOSSES.get("nt_xent")(temperature=0.5)(z[:8], z[8:])
     torch.testing.assert_close(out["loss"], reference)
-    assert [p.shape for p in task.extra_parameters()] == [(64, 64), (64,), (16, 64), (16,)]
+    # the projection head is the task's own parameter group (base lr; the optimizer's decay)
+    groups = task.param_groups("main", 0.1)
+    assert len(groups) == 1 and groups[0]["lr"] == 0.1
+    assert [p.shape for p in groups[0]["params"]] == [(64, 64), (64,), (16, 64), (16,)]
+    assert all(p is q for p, q in zip(groups[0]["params"], task.projection.parameters()))
     with pytest.raises(ValueError, match="data.views=2"):
-        task.training_step((x, y))  # one view only
+        task.training_step({"x": x, "y": y}, "main")  # one view only
 
 
 def test_joint_cross_entropy_adds_the_weighted_ce_on_the_logits():
     model, (x, y) = tiny_model(), batch()
     task = make_task(model, {"name": "triplet_batch_hard"}, ce_weight=0.5)
-    out = task.training_step((x, y))
+    out = task.training_step({"x": x, "y": y}, "main")
     metric = LOSSES.get("triplet_batch_hard")()(embeddings(model, x), y)
     ce = F.cross_entropy(model(x), y)
     torch.testing.assert_close(out["loss"], metric + 0.5 * ce)
@@ -165,12 +173,16 @@ def test_digits_run_classifies_by_centroid_and_eval_reproduces_it(tiny_overrides
 
     # A loaded model (analyze, study sample grids) predicts by the centroids as the run did:
     # its outputs are the cosine similarities to the saved centroids, not the untrained head's.
-    model, cfg2, bundle = load_model_from_checkpoint(checkpoint)
+    loaded = load_trained_model(checkpoint, torch.device("cpu"))
+    model = loaded.model
+    assert loaded.output_kind == MetricLearningTask.output_kind != "logits"
+    assert isinstance(model.get_classifier(), CentroidHead)
     state = load_checkpoint(checkpoint)["trainer"]["task"]
-    loaders = build_loaders(cfg2.data, device=torch.device("cpu"), seed=0, bundle=bundle)
+    loaders = build_loaders(loaded.cfg.data, device=torch.device("cpu"), seed=0)
     correct = 0
     with torch.no_grad():
-        for x, y in loaders.test:
+        for batch in loaders.test:
+            x, y = batch["x"], batch["y"]
             scores = model(x)
             reference = embeddings(model, x) @ F.normalize(state["centroids"], dim=1).T
             torch.testing.assert_close(scores, reference)
@@ -178,8 +190,11 @@ def test_digits_run_classifies_by_centroid_and_eval_reproduces_it(tiny_overrides
     assert correct / loaders.test.num_examples == pytest.approx(result.metrics["test.acc"],
                                                                 abs=1e-9)
     # ... and it is refused as a distillation teacher: cosine scores are not logits.
-    with pytest.raises(ValueError, match="metric_learning run; its scores are cosine"):
-        load_teacher(TeacherConfig(run=str(result.run_dir)), torch.device("cpu"))
+    student_cfg = load_config(None, tiny_overrides + [
+        "task.name=distillation", f"task.teacher={{run: '{result.run_dir}'}}"])
+    student = student_cfg.model.build(num_classes=10, in_chans=1)
+    with pytest.raises(ValueError, match="cosine similarities to class centroids, not logits"):
+        build_training_task(student_cfg, student, torch.device("cpu"))
 
 
 def test_config_errors_name_what_fits():
@@ -188,9 +203,13 @@ def test_config_errors_name_what_fits():
     message = str(err.value)
     assert "cannot train with loss 'cross_entropy'" in message
     assert all(n in message for n in ("triplet_batch_hard", "triplet,", "contrastive", "nt_xent"))
-    with pytest.raises(ConfigError, match="only used by task.name=metric_learning"):
+    # metric-learning options are the metric_learning task's own fields: the old sub-section
+    # says where they went, and on another task they are unknown keys
+    with pytest.raises(ConfigError, match="task.metric_learning: this key moved to task"):
         load_config(None, ["task.metric_learning={ce_weight: 0.1}"])
-    with pytest.raises(ConfigError, match="task.mix cannot be used"):
+    with pytest.raises(ConfigError, match="task.ce_weight: unknown key"):
+        load_config(None, ["task.ce_weight=0.1"])  # classification task
+    with pytest.raises(ConfigError, match="task.mix: unknown key"):
         load_config(None, ["task.name=metric_learning", "task.loss.name=triplet_batch_hard",
                            "task.mix=mixup"])
     with pytest.raises(ConfigError, match="set batch_size to 64"):
@@ -198,17 +217,20 @@ def test_config_errors_name_what_fits():
                            "data.batch_size=32"])
     with pytest.raises(ConfigError, match="views=2 needs data.augment"):
         load_config(None, ["data.views=2"])
-    with pytest.raises(ConfigError, match="only task.name=metric_learning uses"):
+    with pytest.raises(ConfigError, match="data.views=2: task 'classification' takes 1 view"):
         load_config(None, ["data.views=2", "data.augment=[flip]"])  # classification task
+    task = load_config(None, ["task.name=metric_learning", "task.ce_weight=0.1",
+                              "task.projection_dim=8", "task.centroid_momentum=0.5"]).task
+    assert isinstance(task, MetricLearningConfig)
+    assert (task.ce_weight, task.projection_dim, task.centroid_momentum) == (0.1, 8, 0.5)
 
 
 PK = ["task.name=metric_learning", "task.loss={name: triplet_batch_hard, options: {margin: 0.2}}",
       "data.pk_sampler={classes_per_batch: 8, samples_per_class: 8}"]
 
 
-def task_config(loss: str, options: dict | None = None, **metric) -> TaskConfig:
-    return TaskConfig(name="metric_learning", loss={"name": loss, "options": options or {}},
-                      metric_learning=metric or None)
+def task_config(loss: str, options: dict | None = None, **metric) -> MetricLearningConfig:
+    return MetricLearningConfig(loss=LossConfig(name=loss, options=options or {}), **metric)
 
 
 def test_two_views_come_from_the_same_images_with_independent_augmentation():
@@ -219,7 +241,9 @@ def test_two_views_come_from_the_same_images_with_independent_augmentation():
                             device=torch.device("cpu"), augment=[HorizontalFlip()], shuffle=True,
                             drop_last=True, views=2)
     differ = 0
-    for x1, y, x2 in loader:
+    for batch in loader:
+        assert set(batch) == {"x", "y", "x_view2"}
+        x1, x2 = batch["x"], batch["x_view2"]
         for a, b in zip(x1, x2):
             # each view of an image is that image or its mirror: the flip's only outcomes
             candidates = [img.float() / 255 for i, img in enumerate(images)
@@ -254,7 +278,7 @@ def test_centroid_scores_are_cosine_similarities_to_the_ema_of_class_means():
     assert torch.equal(task.predict(q), torch.zeros(2, 3))  # before training: meaningless zeros
     x = torch.tensor([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0], [1.0, 1.0, 0.0], [0.0, 1.0, 1.0]])
     y = torch.tensor([0, 0, 1, 1])  # class 2 not in the batch
-    task.training_step((x, y))
+    task.training_step({"x": x, "y": y}, "main")
     unit = F.normalize(x, dim=1)
     means = torch.stack([unit[:2].mean(0), unit[2:].mean(0), torch.zeros(3)])
     cos = torch.stack([torch.tensor([float(F.cosine_similarity(a, c, dim=0)) if c.any() else 0.0
@@ -262,7 +286,7 @@ def test_centroid_scores_are_cosine_similarities_to_the_ema_of_class_means():
     torch.testing.assert_close(task.predict(q), cos)
     x2 = torch.tensor([[0.0, 0.0, 5.0], [1.0, 0.0, 1.0]])
     y2 = torch.tensor([0, 2])
-    task.training_step((x2, y2))
+    task.training_step({"x": x2, "y": y2}, "main")
     unit2 = F.normalize(x2, dim=1)
     means = torch.stack([0.75 * means[0] + 0.25 * unit2[0], means[1], unit2[1]])  # first: set
     torch.testing.assert_close(task.centroids, means)
@@ -273,7 +297,7 @@ def test_centroid_scores_are_cosine_similarities_to_the_ema_of_class_means():
 def test_centroids_survive_a_checkpoint_file(tmp_path):
     model = Identity()
     task = MetricLearningTask(model, task_config("contrastive", projection_dim=4))
-    task.training_step((torch.randn(8, 3), torch.arange(8) % 3))
+    task.training_step({"x": torch.randn(8, 3), "y": torch.arange(8) % 3}, "main")
     save_checkpoint({"task": task.state_dict()}, tmp_path / "t.ckpt")  # weights_only reload
     other = MetricLearningTask(model, task_config("contrastive", projection_dim=4))
     other.load_state_dict(load_checkpoint(tmp_path / "t.ckpt")["task"])
