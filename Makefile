@@ -27,6 +27,7 @@ run: data
 
 test: $(STAMP)
 	@sh scripts/ensure_chromium.sh
+	@sh scripts/ensure_text_data.sh
 	$(PY) -m pytest tests
 
 bench: $(STAMP)

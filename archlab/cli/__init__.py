@@ -9,7 +9,8 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("train", "eval", "lr-find", "runs", "data", "models", "analyze", "profile", "study")
+COMMANDS = ("train", "eval", "sample", "lr-find", "runs", "data", "models", "analyze", "profile",
+            "study")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 

@@ -39,7 +39,7 @@ def test_extract_features_are_pre_logits():
     torch.manual_seed(0)
     model = create_model("cnn_tiny", num_classes=3, in_chans=1, img_size=8)
     x, y = torch.randn(10, 1, 8, 8), torch.arange(10) % 3
-    batches = [(x[:4], y[:4]), (x[4:8], y[4:8]), (x[8:], y[8:])]
+    batches = [{"x": x[:4], "y": y[:4]}, {"x": x[4:8], "y": y[4:8]}, {"x": x[8:], "y": y[8:]}]
     feats, labels = extract_features(model, batches, max_samples=6)
     model.eval()
     with torch.no_grad():

@@ -20,7 +20,7 @@ def predictions():
     torch.manual_seed(0)
     model = create_model("cnn_tiny", num_classes=4, in_chans=1, img_size=8)
     x, y = torch.randn(30, 1, 8, 8), torch.arange(30) % 4
-    batches = [(x[i:i + 8], y[i:i + 8]) for i in range(0, 30, 8)]
+    batches = [{"x": x[i:i + 8], "y": y[i:i + 8]} for i in range(0, 30, 8)]
     model.eval()
     with torch.no_grad():
         logits = model(x[:26])
@@ -92,7 +92,7 @@ def test_bad_inputs(predictions, tmp_path):
         plot_confusion_matrix(torch.zeros(2, 3), tmp_path / "c.png")
     with pytest.raises(ValueError, match="3 class names for a 4x4"):
         plot_confusion_matrix(preds.confusion(), tmp_path / "c.png", class_names=["a", "b", "c"])
-    no_images = collect_predictions(torch.nn.Flatten(), [(torch.randn(2, 3), torch.tensor([0, 1]))],
+    no_images = collect_predictions(torch.nn.Flatten(), [{"x": torch.randn(2, 3), "y": torch.tensor([0, 1])}],
                                     keep_images=False)
     with pytest.raises(ValueError, match="no images"):
         plot_top_losses(no_images, tmp_path / "t.png")

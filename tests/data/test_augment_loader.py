@@ -81,13 +81,13 @@ def make_loader(n=100, **kw):
 def test_epoch_visits_every_example_once_and_is_a_function_of_seed_and_epoch():
     loader = make_loader(shuffle=True, seed=7)
     loader.set_epoch(3)
-    seen = torch.cat([y for _, y in loader])
+    seen = torch.cat([b["y"] for b in loader])
     assert len(seen) == 100 and len(loader) == 7
-    first = [x.clone() for x, _ in loader]
+    first = [b["x"].clone() for b in loader]
     loader.set_epoch(4)
-    other = [x for x, _ in loader]
+    other = [b["x"] for b in loader]
     loader.set_epoch(3)
-    again = [x for x, _ in loader]
+    again = [b["x"] for b in loader]
     assert all(torch.equal(a, b) for a, b in zip(first, again))
     assert not all(torch.equal(a, b) for a, b in zip(first, other))
 
@@ -95,7 +95,7 @@ def test_epoch_visits_every_example_once_and_is_a_function_of_seed_and_epoch():
 def test_drop_last_and_augment_only_in_the_given_loader():
     loader = make_loader(shuffle=True, drop_last=True, augment=[HorizontalFlip(1.0)])
     batches = list(loader)
-    assert len(batches) == 6 and all(x.shape[0] == 16 for x, _ in batches)
+    assert len(batches) == 6 and all(b["x"].shape[0] == 16 for b in batches)
 
 
 @pytest.mark.parametrize("shuffle", [True, False])

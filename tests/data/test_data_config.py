@@ -18,7 +18,7 @@ def test_test_subset_is_balanced_part_of_the_real_test_split():
     bundle = load_dataset(cfg.data)
     loaders = build_loaders(cfg.data, device=CPU, seed=0, bundle=bundle)
     full_counts = torch.bincount(bundle.test.labels)
-    labels = torch.cat([y for _, y in loaders.test])
+    labels = torch.cat([b["y"] for b in loaders.test])
     # every class keeps round(n_c / 2) examples: balanced, not the first half of the file
     assert torch.bincount(labels, minlength=len(full_counts)).tolist() == \
         [round(int(n) * 0.5) for n in full_counts]
@@ -32,7 +32,7 @@ def test_test_subset_depends_on_split_seed_only():
     def labels(*extra):
         cfg = load_config(None, ["data.name=digits", "data.test_subset_fraction=0.3", *extra])
         loaders = build_loaders(cfg.data, device=CPU, seed=0)
-        return torch.cat([x.flatten(1).sum(1) for x, _ in loaders.test])
+        return torch.cat([b["x"].flatten(1).sum(1) for b in loaders.test])
 
     assert torch.equal(labels(), labels("train.seed=7"))  # the training seed does not move it
     assert not torch.equal(labels(), labels("data.split_seed=1"))

@@ -94,12 +94,13 @@ def test_loader_yields_the_sampled_images_and_labels_every_epoch_alike():
     expected = PKBatchSampler(labels, 2, 3, seed=5).epoch_batches(4)
     first = list(loader)
     assert len(first) == len(loader) == 80 // 6 == len(expected)
-    for (x, y), idx in zip(first, expected):
+    for batch, idx in zip(first, expected):
+        x, y = batch["x"], batch["y"]
         assert torch.equal(y, labels[idx])
         # the loader scales by a multiply, not a divide: equal up to float rounding
         assert torch.allclose(x, images[idx].float() / 255, rtol=0, atol=1e-6)
     again = list(loader)  # re-iterating the same epoch (a resumed run) gives the same batches
-    assert all(torch.equal(a[1], b[1]) for a, b in zip(first, again))
+    assert all(torch.equal(a["y"], b["y"]) for a, b in zip(first, again))
 
 
 def test_config_fills_batch_size_and_builds_pk_batches_on_real_data():
@@ -111,7 +112,8 @@ def test_config_fills_batch_size_and_builds_pk_batches_on_real_data():
     loaders = build_loaders(cfg.data, device=torch.device("cpu"), seed=0)
     n = len(loaders.bundle.train)
     assert len(loaders.train) == n // 20
-    x, y = next(iter(loaders.train))
+    batch = next(iter(loaders.train))
+    x, y = batch["x"], batch["y"]
     assert x.shape[0] == 20 and sorted(torch.bincount(y)[torch.bincount(y) > 0].tolist()) \
         == [4] * 5
     assert len(loaders.test) == -(-len(loaders.bundle.test) // cfg.data.eval_batch_size)

@@ -262,10 +262,10 @@ def test_variational_dropout_config_trains_and_adds_kl_over_n_train(tiny_overrid
     assert len(layers) == 1 and layers[0].units_per_example == 64  # cnn_tiny's 64 features
     assert layers[0].log_alpha.item() != pytest.approx(math.log(0.3 / 0.7))  # it was trained
 
-    model, loaders, _ = build_model_and_data(cfg, torch.device("cpu"))
+    model, loaders, _, _ = build_model_and_data(cfg, torch.device("cpu"))
     num_train = loaders.train.num_examples
     assert num_train + loaders.test.num_examples == 1797  # sklearn digits, train + test split
-    model.train()(next(iter(loaders.train))[0])
+    model.train()(next(iter(loaders.train))["x"])
     penalty = build_penalty(model, cfg, num_train=num_train)
     expected = -64 * neg_kl_log_uniform(torch.tensor(math.log(0.3 / 0.7))).item() / num_train
     assert penalty().item() == pytest.approx(expected, rel=1e-5)

@@ -59,6 +59,7 @@ CASES = {
                              "per_class": True}, [(_scores(3), {})]),
     "ece": ({"n_bins": 10}, [(_scores(4), {})]),
     "perplexity": ({}, [(_sequence_scores(5), {})]),
+    "mean": ({"key": "loss"}, [((_features(8, 23, 1.0)[:, 0].abs(),), {})]),
     "bleu": ({}, _text_calls()),
     "rouge": ({"rouge_types": ("rouge1", "rouge2", "rougeL")}, _text_calls()),
     "fid": ({"num_features": 4}, [((_features(6, 40, 0.0),), {"real": True}),

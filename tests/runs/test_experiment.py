@@ -198,9 +198,9 @@ def test_task_metrics_are_reported_and_match_sklearn(tiny_overrides, runs_dir):
     model = result.model.eval()
     preds, ys = [], []
     with torch.no_grad():
-        for x, y in loaders.test:
-            preds.append(model(x).argmax(-1))
-            ys.append(y)
+        for batch in loaders.test:
+            preds.append(model(batch["x"]).argmax(-1))
+            ys.append(batch["y"])
     ref = f1_score(torch.cat(ys), torch.cat(preds), average="macro", zero_division=0)
     assert m["test.f1_macro"] == pytest.approx(ref, abs=1e-9)
 
