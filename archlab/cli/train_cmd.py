@@ -56,6 +56,9 @@ def run(args) -> int:
     lines = [f"run {result.run_id} ({cfg.model.name} on {cfg.data.name}, seed {cfg.train.seed})"]
     if "test.acc" in m:
         lines.append(f"  test accuracy  {100 * m['test.acc']:.2f}%   (test loss {m['test.loss']:.4f})")
+    if "test.bpc" in m:
+        lines.append(f"  test bits/char {m['test.bpc']:.4f}   (perplexity {m['test.ppl']:.3f}, "
+                     f"loss {m['test.loss']:.4f} nats)")
     lines.append(f"  training time  {m['train_time_s']:.1f} s for {m['epochs']} epochs "
                  f"(wall {m['wall_time_s']:.1f} s)")
     lines.append(f"  stored in      {result.run_dir}")

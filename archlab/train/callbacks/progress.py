@@ -7,7 +7,7 @@ import time
 
 from archlab.train.callbacks.base import Callback
 
-SHOWN = ("train.loss", "train.acc", "val.loss", "val.acc", "lr")
+SHOWN = ("train.loss", "train.acc", "val.loss", "val.acc", "val.bpc", "lr")
 
 
 class ProgressBar(Callback):
