@@ -33,6 +33,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/trainer_overhead.py
 	$(PY) bench/data_pipeline.py
+	$(PY) bench/lm_trainer_overhead.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

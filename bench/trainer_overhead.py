@@ -22,7 +22,7 @@ from archlab.data.loader import InMemoryLoader, Normalize
 from archlab.models import create_model
 from archlab.train.precision import resolve_precision
 from archlab.train.schedules import ScheduleConfig, build_schedule
-from archlab.train.task import ClassificationTask, TaskConfig
+from archlab.tasks.classification import ClassificationConfig, ClassificationTask
 from archlab.train.trainer import TrainConfig, Trainer
 
 
@@ -41,7 +41,8 @@ def make(model_name, split, bundle, batch_size):
 def minimal_loop(model, loader, opt) -> float:
     model.train()
     n, start = 0, time.perf_counter()
-    for x, y in loader:
+    for batch in loader:
+        x, y = batch["x"], batch["y"]
         loss = F.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -53,7 +54,7 @@ def minimal_loop(model, loader, opt) -> float:
 def trainer_loop(model, loader, opt) -> float:
     sched = build_schedule(opt, ScheduleConfig(name="constant"), epochs=1,
                            steps_per_epoch=len(loader))
-    trainer = Trainer(ClassificationTask(model, TaskConfig()), opt, sched, train_loader=loader,
+    trainer = Trainer(ClassificationTask(model, ClassificationConfig()), opt, sched, train_loader=loader,
                       val_loader=loader, cfg=TrainConfig(epochs=1),
                       precision=resolve_precision("fp32", torch.device("cpu")))
     start = time.perf_counter()

@@ -24,7 +24,7 @@ def run_cli(*args, cwd=None):
 @pytest.mark.parametrize("cmd", [[], ["train"], ["eval"], ["lr-find"], ["runs"], ["runs", "ls"],
                                  ["runs", "show"], ["runs", "compare"], ["data"], ["data", "ls"],
                                  ["data", "prepare"], ["models"], ["models", "ls"],
-                                 ["models", "info"], ["profile"], ["analyze"],
+                                 ["models", "info"], ["profile"], ["analyze"], ["sample"],
                                  ["study"], ["study", "run"], ["study", "report"]])
 def test_help_everywhere(cmd, capsys):
     with pytest.raises(SystemExit) as e:
