@@ -47,6 +47,16 @@ def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return t
 
 
+def broadcast_buffers(module: torch.nn.Module, info: DistInfo, src: int = 0) -> None:
+    """Rank ``src``'s buffers (BatchNorm running statistics) on every rank. DDP broadcasts them
+    only at the start of a training forward, so after the last step each rank holds the
+    statistics of its own last batch; evaluating with those would score a different model per
+    rank."""
+    if info.enabled:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=src)
+
+
 def broadcast_object(obj, info: DistInfo, src: int = 0):
     if not info.enabled:
         return obj

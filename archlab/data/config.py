@@ -24,7 +24,8 @@ class DataConfig:
     options: dict[str, Any] = field(default_factory=dict)
     """Dataset-specific builder options, e.g. ``{image_size: 64}`` for imagefolder."""
     val_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
-    """Fraction of every training class held out for validation; 0 validates on the test split."""
+    """Fraction of every training class held out for validation (for text: the contiguous
+    piece just before the test split); 0 validates on the test split."""
     split_seed: int = 0
     subset_fraction: Optional[Annotated[float, Field(gt=0.0, le=1.0)]] = None
     """Class-balanced fraction of the training split to keep (data-efficiency studies)."""

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from archlab.data.pipeline import build_loaders, load_dataset
-from archlab.distributed import barrier, broadcast_object, init_distributed
+from archlab.distributed import barrier, broadcast_buffers, broadcast_object, init_distributed
 from archlab.layers.variational_dropout import variational_kl
 from archlab.runs.config import ExperimentConfig, config_to_dict, save_config
 from archlab.runs.evaluation import load_trained_model, run_checkpoint
@@ -194,6 +194,7 @@ def _train(cfg, config_dict, store, run_id, run_dir: Path, device, dist, resume_
     with trainer.evaluation_weights():
         final = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.load_state_dict(final)
+    broadcast_buffers(model, dist)
     return RunResult(run_id, run_dir, status, metrics, trainer.failure, model)
 
 

@@ -20,7 +20,8 @@ from pydantic import Field
 from torch import nn
 
 from archlab.config import config_dataclass
-from archlab.distributed import DistInfo, all_reduce_mean_grads, all_reduce_sum
+from archlab.distributed import (DistInfo, all_reduce_mean_grads, all_reduce_sum,
+                                 broadcast_buffers)
 from archlab.train.callbacks.base import Callback
 from archlab.train.evaluate import evaluate
 from archlab.train.gradient_transforms import build_gradient_transforms
@@ -245,6 +246,7 @@ class Trainer:
     def evaluate(self, loader, prefix: str = "test") -> dict[str, float]:
         """Evaluate with the weights callbacks designate (e.g. the EMA average)."""
         with self.evaluation_weights():
+            broadcast_buffers(self.model, self.dist)  # one model on every rank
             return evaluate(self.task, loader, self.precision, dist=self.dist, prefix=prefix)
 
     def evaluation_weights(self) -> contextlib.ExitStack:

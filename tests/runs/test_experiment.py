@@ -248,3 +248,32 @@ def test_mix_with_smoothing_in_the_loss_is_rejected():
     with pytest.raises(ConfigError, match="set label_smoothing in task.mix"):
         load_config(None, ["task.mix=mixup",
                            "task.loss={name: cross_entropy, options: {label_smoothing: 0.1}}"])
+
+
+def test_checkpoint_is_self_describing_and_transfers_its_evaluated_weights(tiny_overrides,
+                                                                          runs_dir):
+    """A format-2 checkpoint rebuilds its model without the dataset (model_spec + data
+    description), and load_pretrained takes the weights the run was scored with (EMA's)."""
+    from archlab.models import create_model
+    from archlab.models._weights import load_pretrained
+    from archlab.runs.evaluation import load_trained_model
+
+    cfg = load_config(None, tiny_overrides + ["callbacks.ema.enabled=true"])
+    result = run_experiment(cfg, runs_dir=runs_dir)
+    path = result.run_dir / "checkpoints" / "last.ckpt"
+    raw = load_checkpoint(path)
+    assert raw["format"] == 2 and raw["weights"] == "ema"
+    assert raw["model_spec"] == {"name": "cnn_tiny", "kwargs": {"img_size": 8, "num_classes": 10,
+                                                                "in_chans": 1},
+                                 "dropout": "standard", "drop_connect": 0.0}
+    assert raw["data"]["kind"] == "images" and raw["data"]["input_size"] == [1, 8, 8]
+    assert raw["data"]["classes"] == [str(i) for i in range(10)]
+    loaded = load_trained_model(path)
+    final = result.model.state_dict()  # the run's evaluation (EMA) weights
+    assert all(torch.equal(v, final[k]) for k, v in loaded.model.state_dict().items())
+    assert not all(torch.equal(v, raw["model"][k]) for k, v in final.items()
+                   if v.is_floating_point())  # EMA differs from the raw weights
+    fresh = create_model("cnn_tiny", num_classes=10, in_chans=1, img_size=8)
+    report = load_pretrained(fresh, path)
+    assert not report.missing
+    assert all(torch.equal(v, final[k]) for k, v in fresh.state_dict().items())

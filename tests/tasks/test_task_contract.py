@@ -132,3 +132,90 @@ def assert_same_state(a, b):
         assert torch.equal(a, b)
     else:
         assert a == b
+
+
+DDP_SCRIPT = """
+import sys, torch, torch.distributed as dist
+from archlab.runs.config import load_config
+from archlab.runs.experiment import run_experiment
+
+out, overrides = sys.argv[1], sys.argv[2:]
+result = run_experiment(load_config(None, overrides), runs_dir=out + "/runs")
+rank = dist.get_rank() if dist.is_initialized() else 0
+torch.save({"model": result.model.state_dict(), "metrics": result.metrics,
+            "run_dir": str(result.run_dir)}, f"{out}/rank{rank}.pt")
+"""
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_task_under_two_rank_ddp_keeps_ranks_equal_and_syncs_its_metrics(name, configs,
+                                                                          tmp_path):
+    """torchrun, 2 ranks, gloo: the ranks end with identical weights, and every evaluation
+    number (summed over the ranks' shares of the split) equals a single process scoring the
+    whole split with that model."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    torchrun = Path(sys.executable).parent / "torchrun"
+    if not torchrun.exists():
+        pytest.skip("torchrun not installed")
+    root = Path(__file__).resolve().parents[2]
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    overrides = [o for o in configs[name] if not o.startswith("train.epochs")] + [
+        "train.epochs=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(script),
+                           str(tmp_path), *overrides], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for key in r0["model"]:
+        assert torch.equal(r0["model"][key], r1["model"][key]), f"ranks differ at {key}"
+    test = {k: v for k, v in r0["metrics"].items() if k.startswith("test.")}
+    assert test and test == {k: v for k, v in r1["metrics"].items() if k.startswith("test.")}
+    single = evaluate_checkpoint(Path(r0["run_dir"]) / "checkpoints" / "last.ckpt")
+    for key in test:
+        assert single[key] == pytest.approx(test[key], rel=1e-6), key
+
+
+class InjectNaN(Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, out) -> None:
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                next(trainer.model.parameters()).view(-1)[0] = float("nan")
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_task_with_sam_plateau_early_stopping_and_a_nan(name, configs, tmp_path):
+    """SAM (two passes per step) and a plateau schedule train every task; best.ckpt and early
+    stopping watch the task's headline metric in its direction; a NaN stops the run with a
+    message naming the parameter and keeps the last good checkpoint."""
+    base = "adamw" if name == "language_model" else "sgd"
+    overrides = configs[name] + [
+        "optim.name=sam", f"optim.base={base}", "schedule.name=plateau", "train.epochs=3",
+        "callbacks.early_stopping.enabled=true", "callbacks.early_stopping.patience=3"]
+    result = run_experiment(load_config(None, overrides), runs_dir=tmp_path / "sam")
+    assert result.ok, result.error
+    monitor, mode = TASKS.get(name).monitor
+    epochs = [r for r in read_metrics(result.run_dir) if monitor in r]
+    assert len(epochs) == 3 and all(torch.isfinite(torch.tensor(r[monitor])) for r in epochs)
+    pick = max if mode == "max" else min
+    best = pick(epochs, key=lambda r: r[monitor])
+    assert load_checkpoint(result.run_dir / "checkpoints" / "best.ckpt")["epoch"] == best["epoch"]
+
+    cfg = load_config(None, configs[name])
+    steps = load_checkpoint(result.run_dir / "checkpoints" / "last.ckpt")["trainer"][
+        "global_step"] // 3
+    failed = run_experiment(cfg, runs_dir=tmp_path / "nan", callbacks=[InjectNaN(steps + 1)])
+    assert failed.status == "failed" and "non-finite loss" in failed.error
+    first = next(n for n, _ in failed.model.named_parameters())
+    assert first in failed.error
+    last = load_checkpoint(failed.run_dir / "checkpoints" / "last.ckpt")
+    assert last["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
