@@ -18,6 +18,19 @@ class UsageError(Exception):
     """Bad command-line usage or configuration: exit status 2."""
 
 
+def parse_key_values(pairs: list[str], what: str) -> dict:
+    """``["k=v", ...]`` -> ``{k: v}`` with values parsed as YAML scalars/lists."""
+    import yaml
+
+    options = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{what} '{pair}' is not of the form KEY=VALUE")
+        options[key] = yaml.safe_load(raw) if raw else ""
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="archlab", description="Build, train, compare, inspect "
                                      "and ship neural architectures.")

@@ -49,17 +49,9 @@ def run_ls(args) -> int:
 
 
 def _options(pairs: list[str]) -> dict:
-    import yaml
+    from archlab.cli import parse_key_values
 
-    from archlab.cli import UsageError
-
-    options = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"model option '{pair}' is not of the form KEY=VALUE")
-        options[key] = yaml.safe_load(raw) if raw else ""
-    return options
+    return parse_key_values(pairs, "model option")
 
 
 def run_info(args) -> int:

@@ -23,7 +23,7 @@ class ListLoader:
         return len(self.batches)
 
     def __iter__(self):
-        return ({"x": x, "y": y} for x, y in self.batches)
+        return (b if isinstance(b, dict) else {"x": b[0], "y": b[1]} for b in self.batches)
 
 
 def mlp():

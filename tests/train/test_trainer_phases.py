@@ -13,6 +13,7 @@ from archlab.tasks.base import Task, unwrap
 from archlab.train.precision import Precision
 from archlab.train.schedules import ScheduleConfig, build_schedule
 from archlab.train.trainer import TrainConfig, Trainer
+from tests.train.test_trainer_math import ListLoader
 
 
 class Pair(nn.Module):
@@ -47,20 +48,6 @@ class TwoPhaseTask(Task):
         metrics["score"].update(unwrap(self.model).critic(batch["x"]).flatten())
 
 
-class Loader:
-    def __init__(self, batches):
-        self.batches = batches
-
-    def set_epoch(self, epoch):
-        pass
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __iter__(self):
-        return iter(self.batches)
-
-
 def batches(n=3):
     g = torch.Generator().manual_seed(1)
     return [{"x": torch.randn(5, 4, generator=g), "z": torch.randn(5, 3, generator=g)}
@@ -73,7 +60,7 @@ def make(model, data):
             "maker": torch.optim.SGD(model.maker.parameters(), lr=0.05, momentum=0.9)}
     scheds = {k: build_schedule(o, ScheduleConfig(name="constant"), epochs=1,
                                 steps_per_epoch=len(data)) for k, o in opts.items()}
-    return Trainer(task, opts, scheds, train_loader=Loader(data), val_loader=Loader(data),
+    return Trainer(task, opts, scheds, train_loader=ListLoader(data), val_loader=ListLoader(data),
                    cfg=TrainConfig(epochs=1), precision=Precision(None, False, "cpu"))
 
 
@@ -128,6 +115,6 @@ def test_phase_state_round_trips_and_single_optimizer_needs_one_phase():
     assert torch.equal(momentum, state["optimizers"]["maker"]["state"][0]["momentum_buffer"])
     with pytest.raises(ValueError, match="one optimizer per phase"):
         Trainer(TwoPhaseTask(model, None), torch.optim.SGD(model.parameters(), lr=0.1),
-                {"critic": None, "maker": None}, train_loader=Loader(data),
-                val_loader=Loader(data), cfg=TrainConfig(), precision=Precision(None, False,
+                {"critic": None, "maker": None}, train_loader=ListLoader(data),
+                val_loader=ListLoader(data), cfg=TrainConfig(), precision=Precision(None, False,
                                                                                 "cpu"))
