@@ -161,7 +161,3 @@ def build_task(model: nn.Module, cfg: Any, **models: nn.Module) -> Task:
     """The task ``cfg.name`` names, on ``model``; ``models`` are the other trained models the
     task needs (a distillation teacher), built by the caller."""
     return TASKS.get(cfg.name)(model, cfg, **models)
-
-
-def task_config_class(name: str) -> type:
-    return TASKS.entry(name).meta["config"]

@@ -71,3 +71,14 @@ def test_restore_best_resets_the_ema_average():
 def test_improved_helper():
     assert improved(1.0, None, "max") and improved(0.5, 0.4, "max")
     assert not improved(0.4, 0.4, "max") and improved(0.3, 0.4, "min")
+
+
+def test_monitor_defaults_to_the_tasks_and_a_named_metric_gets_its_direction():
+    from archlab.train.callbacks.early_stopping import resolve_monitor
+
+    assert resolve_monitor(None, None, ("val.loss", "min")) == ("val.loss", "min")
+    assert resolve_monitor(None, "max", ("val.acc", "max")) == ("val.acc", "max")
+    assert resolve_monitor("val.bpc", None, ("val.acc", "max")) == ("val.bpc", "min")
+    assert resolve_monitor("train.loss", None, ("val.acc", "max")) == ("train.loss", "min")
+    assert resolve_monitor("val.f1_macro", None, ("val.loss", "min")) == ("val.f1_macro", "max")
+    assert resolve_monitor("val.loss", "max", ("val.acc", "max")) == ("val.loss", "max")
