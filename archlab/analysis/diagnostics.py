@@ -29,7 +29,6 @@ that are measured (``nonfinite`` alone watches every training forward pass).
 from __future__ import annotations
 
 import difflib
-import json
 import warnings
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -44,6 +43,7 @@ from archlab.analysis.grad_flow import GradientFlowWarning, check_gradient_flow,
 from archlab.analysis.nonfinite import NonFiniteDetector
 from archlab.analysis.weight_stats import UpdateToWeightRatio
 from archlab.config import config_dataclass
+from archlab.strict_json import strict_dumps
 from archlab.train.callbacks.base import Callback
 from archlab.train.callbacks.metric_logger import truncate_metrics
 
@@ -156,7 +156,7 @@ class Diagnostics(Callback):
         record = {"step": trainer.global_step if step is None else step,
                   "epoch": trainer.epoch, "kind": kind, **values}
         with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(strict_dumps(record) + "\n")
 
     def _warn(self, message: str, category: type[Warning] = GradientFlowWarning) -> None:
         kind = message.split(":", 1)[0]  # warn once per kind; every occurrence is recorded

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from archlab.strict_json import strict_dumps
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -112,7 +114,7 @@ class RunStore:
             params += [status, None if status == "running" else time.time()]
         if metrics is not None:
             sets.append("metrics = ?")
-            params.append(json.dumps(metrics))
+            params.append(strict_dumps(metrics))
         if error is not None:
             sets.append("error = ?")
             params.append(error)
@@ -167,7 +169,9 @@ class RunStore:
                 expr = sort
             else:
                 # Metric keys contain dots ("val.acc"): quote them inside the JSON path.
-                expr = "json_extract(metrics, ?)"
+                # Rows written before strict JSON may hold NaN/Infinity, which SQLite's JSON
+                # functions reject: such a row sorts as if the metric were missing.
+                expr = "(CASE WHEN json_valid(metrics) THEN json_extract(metrics, ?) END)"
                 path = '$."' + sort.replace('"', "") + '"'
                 params += [path, path]
             sql += f" ORDER BY {expr} IS NULL, {expr} {'DESC' if descending else 'ASC'}"

@@ -83,3 +83,48 @@ def test_truncate_metrics_drops_later_and_torn_records(tmp_path):
     truncate_metrics(tmp_path, 5, "other.jsonl")  # any step-keyed log of the run
     assert (tmp_path / "other.jsonl").read_text() == '{"step": 2}\n'
     assert [r["step"] for r in read_metrics(tmp_path)] == [1, 5]
+
+
+def test_non_finite_metrics_are_strict_json_and_old_rows_do_not_break_sorting(tmp_path):
+    """Issue 13.1: inf/nan metrics once wrote `Infinity` into the index and broke
+    `runs ls --sort` for the whole store."""
+    import json
+    import math
+    import sqlite3
+
+    from archlab.strict_json import strict_dumps
+
+    store = RunStore(tmp_path)
+    bad, good, old = (store.create_run("e", seed=i, model="m", dataset="d") for i in range(3))
+    store.update(bad.run_id, status="failed", metrics={"val.acc": 0.5, "train.loss": math.inf,
+                                                       "val.loss": math.nan})
+    store.update(good.run_id, status="completed", metrics={"val.acc": 0.9})
+    # A row as an older archlab wrote it: Python's json with Infinity in it.
+    with sqlite3.connect(store.index_path) as conn:
+        conn.execute("UPDATE runs SET metrics = ? WHERE run_id = ?",
+                     (json.dumps({"val.acc": 0.7, "train.loss": math.inf}), old.run_id))
+    ranked = [r.run_id for r in store.list(sort="val.acc")]
+    assert ranked == [good.run_id, bad.run_id, old.run_id]  # the unreadable row sorts last
+    record = store.get(bad.run_id)
+    assert record.metrics["train.loss"] is None and record.metrics["val.acc"] == 0.5
+    assert record.metrics["nonfinite"] == {"train.loss": "inf", "val.loss": "nan"}
+    assert math.isinf(store.get(old.run_id).metrics["train.loss"])  # old rows still read
+    # What is written parses under the strictest reader.
+    def refuse(constant):
+        raise ValueError(constant)
+    text = strict_dumps({"a": [1.0, -math.inf], "b": {"c": math.nan}})
+    assert json.loads(text, parse_constant=refuse) == {
+        "a": [1.0, None], "b": {"c": None}, "nonfinite": {"a[1]": "-inf", "b.c": "nan"}}
+
+
+def test_metric_log_lines_are_strict_json(tmp_path):
+    import json
+    import math
+
+    from archlab.train.callbacks.metric_logger import MetricLogger
+
+    logger = MetricLogger(tmp_path / "metrics.jsonl")
+    logger._write({"step": 3, "train.loss": math.nan})
+    line = (tmp_path / "metrics.jsonl").read_text().strip()
+    record = json.loads(line, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+    assert record == {"step": 3, "train.loss": None, "nonfinite": {"train.loss": "nan"}}

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from archlab.strict_json import strict_dumps
 from archlab.train.callbacks.base import Callback
 
 
@@ -27,7 +28,7 @@ class MetricLogger(Callback):
 
     def _write(self, record: dict) -> None:
         with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(strict_dumps(record) + "\n")
         if self.writer is not None:
             for k, v in record.items():
                 if k not in ("step", "epoch") and isinstance(v, (int, float)):
