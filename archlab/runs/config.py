@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterable
 
 import yaml
+from pydantic import field_validator
 
 from archlab.analysis.diagnostics import DiagnosticsConfig
 from archlab.config import config_dataclass
@@ -20,6 +21,7 @@ from archlab.config.loading import (ConfigError, apply_overrides, format_errors,
 from archlab.data import DATASETS
 from archlab.data.config import DataConfig
 from archlab.models.config import ModelConfig
+from archlab.runs.store import check_experiment_name
 from archlab.tasks import TaskConfig
 from archlab.tasks.classification import ClassificationConfig
 from archlab.train.callbacks import CallbacksConfig
@@ -47,6 +49,11 @@ class ExperimentConfig:
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     """Training diagnostics: ``all``, a list such as ``[grad_flow, dead_units]``, or a
     mapping of options (see archlab.analysis.diagnostics)."""
+
+    @field_validator("experiment")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        return check_experiment_name(name)
 
     def __post_init__(self) -> None:
         # Rules that span two sections; each section checks its own fields.

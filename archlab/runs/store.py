@@ -94,6 +94,7 @@ class RunStore:
     # ------------------------------------------------------------------ writing
     def create_run(self, experiment: str, *, seed: int | None = None, model: str | None = None,
                    dataset: str | None = None) -> RunRecord:
+        check_experiment_name(experiment)
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
         path = (self.root / experiment / run_id).resolve()
         for sub in ("checkpoints", "artifacts"):
@@ -135,8 +136,10 @@ class RunStore:
                     rows = conn.execute("SELECT * FROM runs WHERE run_id = ?",
                                         (candidate.resolve().name,)).fetchall()
             else:
-                rows = conn.execute("SELECT * FROM runs WHERE run_id LIKE ? ORDER BY run_id",
-                                    (ref_s.replace("%", "") + "%",)).fetchall()
+                # A prefix look-up: LIKE's wildcards in the reference are literal characters.
+                escaped = ref_s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                rows = conn.execute("SELECT * FROM runs WHERE run_id LIKE ? ESCAPE '\\' "
+                                    "ORDER BY run_id", (escaped + "%",)).fetchall()
         finally:
             conn.close()
         if len(rows) == 1:
@@ -191,6 +194,17 @@ class RunStore:
             return [r[0] for r in conn.execute("SELECT DISTINCT experiment FROM runs ORDER BY 1")]
         finally:
             conn.close()
+
+
+def check_experiment_name(name: str) -> str:
+    """An experiment name is one directory inside the runs directory: not empty, no path
+    separators, not ``.``/``..``, no leading dot (hidden) — so it can never write elsewhere."""
+    if (not isinstance(name, str) or not name.strip() or "/" in name or "\\" in name
+            or name in (".", "..") or name.startswith(".") or "\x00" in name):
+        raise ValueError(f"experiment name {name!r} must be one plain directory name (letters, "
+                         f"digits, '-', '_', ...: no '/', '\\', '..' or leading '.'), e.g. "
+                         f"fashion_mnist_default")
+    return name
 
 
 def read_metrics(run_dir: str | Path) -> Iterator[dict[str, Any]]:

@@ -128,3 +128,25 @@ def test_metric_log_lines_are_strict_json(tmp_path):
     line = (tmp_path / "metrics.jsonl").read_text().strip()
     record = json.loads(line, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
     assert record == {"step": 3, "train.loss": None, "nonfinite": {"train.loss": "nan"}}
+
+
+@pytest.mark.parametrize("name", ["../x", "/tmp/abs", "a/b", "..", ".", "", ".hidden", "a\\b"])
+def test_experiment_names_cannot_leave_the_runs_directory(tmp_path, name):
+    """Issue 13.2: experiment=../x or an absolute path wrote outside the runs directory."""
+    from archlab.runs.config import ConfigError, load_config
+
+    with pytest.raises(ValueError, match="plain directory name"):
+        RunStore(tmp_path / "runs").create_run(name)
+    with pytest.raises(ConfigError, match="experiment"):
+        load_config(None, [f"experiment={name!r}" if name else "experiment=''"])
+    assert not (tmp_path / "x").exists() and sorted(tmp_path.iterdir()) == [tmp_path / "runs"]
+
+
+def test_run_reference_wildcards_are_literal(tmp_path):
+    """Issue 13.2: `archlab eval _` picked a run: '_' and '%' were LIKE wildcards."""
+    store = RunStore(tmp_path)
+    run = store.create_run("e")
+    for ref in ("_", "%", run.run_id[:3] + "_"):
+        with pytest.raises(RunNotFoundError):
+            store.get(ref)
+    assert store.get(run.run_id[:10]).run_id == run.run_id
