@@ -57,7 +57,10 @@ def test_runs_are_profiled_with_their_accuracy_and_model(two_runs, tmp_path):
     target = load_run_target(results[0].run_dir)  # a run directory finds its own store
     assert target.accuracy == store.get(results[0].run_id).metrics["test.acc"]
     assert target.model_name == "cnn_tiny" and target.input_size == (1, 8, 8)
-    by_id = load_run_target(results[1].run_id[:17], runs_dir=root)  # a unique prefix
+    # A unique prefix: both runs may start in the same second, so extend until they differ.
+    mine, other = results[1].run_id, results[0].run_id
+    prefix = next(mine[:n] for n in range(17, len(mine) + 1) if not other.startswith(mine[:n]))
+    by_id = load_run_target(prefix, runs_dir=root)
     assert by_id.run_id == results[1].run_id
 
     by_name = load_run_target(results[0].run_id, runs_dir=root)
