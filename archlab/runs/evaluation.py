@@ -19,7 +19,7 @@ from archlab.models.config import build_model
 from archlab.runs.config import ExperimentConfig, build_config
 from archlab.tasks import TASKS, build_task
 from archlab.train.checkpoint_io import CheckpointError, load_checkpoint
-from archlab.train.device import has_conv
+from archlab.train.device import wants_channels_last
 from archlab.train.evaluate import evaluate
 from archlab.train.precision import resolve_precision
 
@@ -58,16 +58,21 @@ def run_checkpoint(run: str | Path, which: str = "best", what: str = "run") -> P
                             f"callbacks.checkpoint.enabled=true?")
 
 
+def run_manifest(cfg: ExperimentConfig, bundle) -> dict[str, Any]:
+    """What a run's checkpoints and meta.json say about it: model spec (with the constructor
+    arguments ``bundle`` fixes), task name and what its scores are, data description."""
+    return {"model_spec": cfg.model.spec(**bundle.model_kwargs()),
+            "task": {"name": cfg.task.name,
+                     "output_kind": TASKS.get(cfg.task.name).output_kind},
+            "data": bundle.describe()}
+
+
 def _legacy_manifest(cfg: ExperimentConfig) -> dict[str, Any]:
     """Format-1 checkpoints (before self-description) carry only the config: the data's
     constructor arguments come from loading the dataset once."""
     from archlab.data.pipeline import load_dataset
 
-    bundle = load_dataset(cfg.data)
-    return {"model_spec": cfg.model.spec(**bundle.model_kwargs()),
-            "task": {"name": cfg.task.name,
-                     "output_kind": TASKS.get(cfg.task.name).output_kind},
-            "data": bundle.describe()}
+    return run_manifest(cfg, load_dataset(cfg.data))
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], ExperimentConfig]:
@@ -155,7 +160,7 @@ def evaluate_checkpoint(path: str | Path, *, split: str = "test", tta_flip: bool
         task_cfg = dataclasses.replace(task_cfg, tta_flip=tta_flip)
     model = restore_model(checkpoint, device)
     # The run's memory layout too, so the kernels and the numbers are the run's own.
-    channels_last = has_conv(model) if cfg.train.channels_last is None else cfg.train.channels_last
+    channels_last = wants_channels_last(model, cfg.train.channels_last)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     task = build_task(model, task_cfg)

@@ -20,7 +20,8 @@ from archlab.data.pipeline import build_loaders, load_dataset
 from archlab.distributed import barrier, broadcast_buffers, broadcast_object, init_distributed
 from archlab.layers.variational_dropout import variational_kl
 from archlab.runs.config import ExperimentConfig, config_to_dict, save_config
-from archlab.runs.evaluation import load_trained_model, run_checkpoint
+from archlab.models.config import build_model
+from archlab.runs.evaluation import load_trained_model, run_checkpoint, run_manifest
 from archlab.runs.provenance import collect_meta
 from archlab.runs.store import RunStore
 from archlab.tasks import TASKS, Task, TrainedModel, build_task
@@ -29,7 +30,7 @@ from archlab.train.callbacks import (EMA, Callback, EarlyStopping, MetricLogger,
 from archlab.train.callbacks.early_stopping import resolve_monitor
 from archlab.train.callbacks.metric_logger import truncate_metrics
 from archlab.train.checkpoint_io import load_checkpoint
-from archlab.train.device import has_conv, resolve_device
+from archlab.train.device import resolve_device, wants_channels_last
 from archlab.train.optim import build_phase_optimizers, regularization_penalty
 from archlab.train.precision import resolve_precision
 from archlab.train.reproducibility import seed_everything, set_deterministic
@@ -97,18 +98,15 @@ def build_model_and_data(cfg: ExperimentConfig, device: torch.device, dist=None)
     manifest (model spec, task, data description) that checkpoints carry."""
     seed_everything(cfg.train.seed)
     bundle = load_dataset(cfg.data)
-    spec = cfg.model.spec(**bundle.model_kwargs())
-    model = cfg.model.build(**bundle.model_kwargs())
-    channels_last = has_conv(model) if cfg.train.channels_last is None else cfg.train.channels_last
+    manifest = run_manifest(cfg, bundle)
+    model = build_model(manifest["model_spec"])
+    channels_last = wants_channels_last(model, cfg.train.channels_last)
     model = model.to(device, memory_format=torch.channels_last if channels_last
                      else torch.preserve_format)
     rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
     loaders = build_loaders(cfg.data, device=device, seed=cfg.train.seed,
                             channels_last=channels_last, rank=rank, world_size=world,
                             bundle=bundle)
-    manifest = {"model_spec": spec, "task": {"name": cfg.task.name,
-                                             "output_kind": TASKS.get(cfg.task.name).output_kind},
-                "data": bundle.describe()}
     return model, loaders, channels_last, manifest
 
 

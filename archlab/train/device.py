@@ -21,3 +21,8 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 def has_conv(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def wants_channels_last(model: nn.Module, setting: bool | None) -> bool:
+    """``train.channels_last``: None turns NHWC on for models with 2-d convolutions."""
+    return has_conv(model) if setting is None else setting
